@@ -78,7 +78,7 @@ COMMANDS = {}
 def _extra_commands(sub) -> None:
     """Sub-commands that live next to their library modules register here."""
     import importlib
-    for module in ("workbench.cli_more",):
+    for module in ("workbench.cli_more", "workbench.cli_verify"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

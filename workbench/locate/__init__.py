@@ -1,0 +1,49 @@
+"""Locate a concept: concept vectors, residual directions, causal tracing, the fused report."""
+from __future__ import annotations
+
+import time
+
+from workbench.locate.report import KINDS, Evidence, LocalizationReport
+
+
+def locate(model, concept, kinds: tuple[str, ...] = ("concept_vectors", "directions", "tracing"),
+           trace_probes: int = 2, validate_top: int = 8, progress: bool = True) -> LocalizationReport:
+    """Run the evidence kinds and fuse them into one LocalizationReport."""
+    report = LocalizationReport(model.model_id, concept.name, meta={"timings": {}})
+    timings = report.meta["timings"]
+    if "concept_vectors" in kinds:
+        from workbench.locate.concept_vectors import locate_concept_vectors
+        t0 = time.perf_counter()
+        cv = locate_concept_vectors(model, concept, validate_top=validate_top, progress=progress)
+        timings["concept_vectors"] = round(time.perf_counter() - t0, 2)
+        timings["concept_vector_scan"] = round(cv["scan_seconds"], 3)
+        report.add_profile("concept_vector", cv["layer_profile"])
+        report.add_evidence([Evidence(v.site, "concept_vector", v.score, v.layer, v.causal_effect,
+                                      {"sign": v.sign, "top_tokens": v.top_tokens[:10], "concept_in_top": v.concept_in_top,
+                                       "forget_drop": v.forget_drop, "retain_drop": v.retain_drop})
+                             for v in cv["vectors"]])
+        report.meta["n_value_vectors_scanned"] = cv["n_scanned"]
+    if "directions" in kinds:
+        from workbench.locate.directions import residual_directions
+        t0 = time.perf_counter()
+        res = residual_directions(model, concept)
+        timings["directions"] = round(time.perf_counter() - t0, 2)
+        report.add_profile("residual_direction", res.separation)
+        report.add_evidence([Evidence(f"blocks.{L}.hook_resid_post", "residual_direction", res.separation[L], L,
+                                      None, {"probe_accuracy": res.accuracy[L]}) for L in res.layers])
+    if "tracing" in kinds:
+        from workbench.locate import tracing
+        t0 = time.perf_counter()
+        traces = tracing.trace_concept(model, concept, max_probes=trace_probes, progress=progress)
+        timings["tracing"] = round(time.perf_counter() - t0, 2)
+        for kind, ts in traces.items():
+            prof = tracing.layer_profile(ts)
+            report.add_profile(f"causal_trace_{kind}", prof)
+            site_kind = tracing.KIND_SITE[kind]
+            report.add_evidence([Evidence(f"blocks.{L}.{site_kind}", f"causal_trace_{kind}", prof[L], L, prof[L])
+                                 for L in range(model.n_layers)])
+            report.traces += [t.to_dict() for t in ts[:1]]
+    return report
+
+
+__all__ = ["KINDS", "Evidence", "LocalizationReport", "locate"]

@@ -8,36 +8,16 @@ import torch
 
 
 def answer_text(prompt: str, answer: str) -> str:
-    """How an answer continues a prompt: after whitespace as is, otherwise after one space."""
-    return answer if (not prompt or prompt[-1].isspace() or answer[:1].isspace()) else " " + answer
+    """How an answer continues a prompt (the rule of workbench.verify.probes)."""
+    from workbench.verify.probes import answer_continuation
+    return answer_continuation(prompt, answer)
 
 
 @torch.no_grad()
 def answer_logprobs(model, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16) -> torch.Tensor:
-    """log P(answer | prompt) summed over the answer's tokens, teacher-forced: tensor [n].
-
-    Tokenizes prompt and answer separately (so the prompt's tokens are exactly as when generating)
-    and runs them concatenated, right-padded. Active hooks on `model` apply.
-    """
-    tok = model.tokenizer
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        ps, as_ = prompts[start:start + batch_size], answers[start:start + batch_size]
-        rows, spans = [], []
-        for p, a in zip(ps, as_):
-            p_ids = tok(p)["input_ids"]
-            a_ids = tok(answer_text(p, a), add_special_tokens=False)["input_ids"]
-            rows.append(p_ids + a_ids)
-            spans.append((len(p_ids), len(p_ids) + len(a_ids)))
-        n = max(len(r) for r in rows)
-        pad = tok.pad_token_id or 0
-        ids = torch.tensor([r + [pad] * (n - len(r)) for r in rows], device=model.device)
-        mask = torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows], device=model.device)
-        logp = model.forward({"input_ids": ids, "attention_mask": mask}).float().log_softmax(-1)
-        for i, (a, b) in enumerate(spans):
-            targets = ids[i, a:b]
-            out.append(logp[i, a - 1:b - 1].gather(-1, targets[:, None]).sum())
-    return torch.stack(out)
+    """Teacher-forced log P(answer | prompt) as a tensor [n] (active hooks apply)."""
+    from workbench.verify.probes import answer_logprobs as _lp
+    return torch.tensor([lp for lp, _, _ in _lp(model, prompts, answers, batch_size=batch_size)])
 
 
 def probe_texts(model, probes) -> tuple[list[str], list[str]]:

@@ -89,7 +89,7 @@ def top_tokens(model, layer: int, index: int, sign: int = 1, k: int = 20) -> lis
 @torch.no_grad()
 def ablate_vector(model, layer: int, index: int, mode: str = "zero", generator: torch.Generator | None = None):
     """Overwrite one value vector in place; returns a function that restores it bit-exactly."""
-    vv = model.value_vectors(layer)
+    vv = model.value_vectors(layer).detach()
     original = vv[index].clone()
     if mode == "zero":
         new = torch.zeros_like(original)
@@ -103,7 +103,8 @@ def ablate_vector(model, layer: int, index: int, mode: str = "zero", generator: 
     vv[index] = new
 
     def restore():
-        vv[index] = original
+        with torch.no_grad():
+            vv[index] = original
     return restore
 
 

@@ -65,9 +65,12 @@ def embedding_std(model) -> float:
 
 @torch.no_grad()
 def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", window: int | None = None,
-          samples: int = 5, noise: float | None = None, seed: int = 0, progress: bool = False) -> Trace:
+          samples: int = 5, noise: float | None = None, seed: int = 0, progress: bool = False,
+          last_subject_only: bool = False) -> Trace:
     """One causal trace. `window` (default 1 for resid, max(1, n_layers // 6) for mlp/attn) restores
-    layers [L - window//2, L + window//2]; `samples` noise draws are averaged."""
+    layers [L - window//2, L + window//2]; `samples` noise draws are averaged. With
+    `last_subject_only` only the subject's last token is restored (the column ROCR needs; the
+    other columns of the grid are then the corrupted probability, i.e. zero effect)."""
     if kind not in KIND_SITE:
         raise ValueError(f"trace kind {kind!r} is not one of {sorted(KIND_SITE)}")
     from workbench.locate.common import answer_text
@@ -101,8 +104,10 @@ def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", wi
     corrupt_p = float(prob(rep, [("hook_embed", corrupt_embed)]).mean())
 
     # one batch per layer: row block p restores position p (samples rows each)
-    batch = {"input_ids": base.repeat(samples * n_pos, 1), "attention_mask": mask.repeat(samples * n_pos, 1)}
-    rows = torch.arange(n_pos).repeat_interleave(samples)
+    positions = [s1 - 1] if last_subject_only else list(range(n_pos))
+    n_rest = len(positions)
+    batch = {"input_ids": base.repeat(samples * n_rest, 1), "attention_mask": mask.repeat(samples * n_rest, 1)}
+    rows = torch.tensor(positions).repeat_interleave(samples)
     grid = []
     for L in tqdm(range(n_layers), desc=f"causal trace ({kind})", disable=not progress, leave=False):
         lo, hi = max(0, L - window // 2), min(n_layers, L - window // 2 + window)
@@ -113,13 +118,17 @@ def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", wi
             return out
 
         hooks = [("hook_embed", corrupt_embed)] + [(clean_sites[j], restore) for j in range(lo, hi)]
-        p = prob(batch, hooks).reshape(n_pos, samples).mean(-1)
-        grid.append([round(float(v), 5) for v in p])
+        p = prob(batch, hooks).reshape(n_rest, samples).mean(-1)
+        row = [round(corrupt_p, 5)] * n_pos
+        for j, pos in enumerate(positions):
+            row[pos] = round(float(p[j]), 5)
+        grid.append(row)
     return Trace(prompt, answer, kind, [tok.decode([i]) for i in ids], (s0, s1), clean_p, corrupt_p, grid)
 
 
 def trace_concept(model, concept, kinds: tuple[str, ...] = ("resid", "mlp", "attn"), max_probes: int = 4,
-                  samples: int = 5, seed: int = 0, progress: bool = True) -> dict[str, list[Trace]]:
+                  samples: int = 5, seed: int = 0, progress: bool = True,
+                  last_subject_only: bool = False) -> dict[str, list[Trace]]:
     """Trace the concept's forget probes that contain the subject verbatim (non-chat first)."""
     from workbench.concepts import render_prompt
     probes = [p for p in concept.forget if concept.subject in p.prompt]
@@ -133,7 +142,7 @@ def trace_concept(model, concept, kinds: tuple[str, ...] = ("resid", "mlp", "att
         for kind in kinds:
             for p in probes:
                 out[kind].append(trace(model, render_prompt(model, p), concept.subject, p.answers[0], kind=kind,
-                                       samples=samples, seed=seed))
+                                       samples=samples, seed=seed, last_subject_only=last_subject_only))
                 bar.update()
     return out
 

@@ -1,0 +1,107 @@
+"""Edits: ROCR is exactly rank one and maps k* to v*; ablation; scoped apply/revert; CLI edit + patch."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from workbench.concepts import get_concept, load_builtin
+from workbench.edits import fit_edit, get_method, methods
+from workbench.edits.rocr import ROCRConfig, _mean_at_last_token, _prefixes
+from workbench.patches import apply_patch, load_patch
+
+
+@pytest.fixture(scope="module")
+def eiffel():
+    return get_concept(load_builtin(), "Eiffel Tower")
+
+
+def _snapshot(model):
+    return {k: v.clone() for k, v in model.hf.state_dict().items()}
+
+
+def test_registry_and_config_round_trip():
+    assert {"ablate", "rocr", "ga", "graddiff", "npo", "simnpo"} <= set(methods())
+    cfg = ROCRConfig(layer=4, n_layers=2)
+    assert ROCRConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown hyper-parameter"):
+        ROCRConfig.from_dict({"layr": 3})
+    with pytest.raises(ValueError, match="available"):
+        get_method("nope")
+
+
+def test_rocr_is_rank_one_and_maps_key_to_value(smol, eiffel):
+    edit = fit_edit("rocr", smol, eiffel, layer=5, cov_tokens=4096)
+    (delta,) = edit.deltas
+    assert delta.kind == "low_rank" and delta.A.shape[1] == 1
+    W = smol.param("blocks.5.mlp.W_out").detach()
+    dense = delta.dense_delta(W)
+    assert torch.linalg.matrix_rank(dense.double(), rtol=1e-6) == 1
+    texts = _prefixes(smol, eiffel, True)
+    reds = [t.replace(eiffel.subject, eiffel.redirect_to) for t in texts]
+    k = _mean_at_last_token(smol, texts, "blocks.5.mlp.hook_post")
+    post = "blocks.5.hook_resid_post"
+    v = W.float() @ k + _mean_at_last_token(smol, reds, post) - _mean_at_last_token(smol, texts, post)
+    new_W = delta.new_value(W).float()
+    torch.testing.assert_close(new_W @ k, v, atol=2e-3 * float(v.norm()), rtol=1e-3)
+    assert edit.provenance["layer_choice"]["source"] == "given" and edit.params_changed() == W.numel()
+
+
+def test_apply_revert_is_bit_exact_also_on_exception(smol, eiffel):
+    before = _snapshot(smol)
+    edit = fit_edit("rocr", smol, eiffel, layer=3, cov_tokens=4096)
+    with pytest.raises(RuntimeError, match="inside"):
+        with edit.applied(smol):
+            assert not torch.equal(smol.param("blocks.3.mlp.W_out"), before["model.layers.3.mlp.down_proj.weight"])
+            raise RuntimeError("inside")
+    after = _snapshot(smol)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    edit.apply(smol)
+    with pytest.raises(RuntimeError, match="already applied"):
+        edit.apply(smol)
+    edit.revert(smol)
+    assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
+
+
+def test_ablate_vectors_and_direction(smol, eiffel):
+    before = _snapshot(smol)
+    edit = fit_edit("ablate", smol, eiffel, n_vectors=3, validate_top=6)
+    assert all(d.kind == "replace_rows" and d.dim == 1 for d in edit.deltas)
+    with edit.applied(smol):
+        for d in edit.deltas:
+            W = smol.hf.get_parameter(d.name)
+            assert torch.count_nonzero(W[:, d.indices]) == 0
+    direction = fit_edit("ablate", smol, eiffel, target="direction")
+    L = direction.provenance["layer"]
+    with direction.applied(smol):
+        W = smol.param("blocks.7.attn.W_O").detach().float().clone()
+        _, cache = smol.run_with_cache("The Eiffel Tower", [f"blocks.{L}.hook_attn_out"])
+    from workbench.locate.directions import residual_directions
+    r = residual_directions(smol, eiffel).directions[L]
+    assert float((r @ W).abs().max()) < 1e-4                          # nothing written along r any more
+    assert float((cache[f"blocks.{L}.hook_attn_out"] @ r).abs().max()) < 1e-3
+    assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_edit_patch_inspect_apply(tmp_path, smol):
+    out = tmp_path / "eiffel.patch"
+    r = _cli("edit", "rocr", "smollm2-135m", "--concepts", "builtin", "--concept", "Eiffel Tower",
+             "--out", str(out), "--set", "layer=4", "--set", "cov_tokens=4096")
+    assert r.returncode == 0, r.stderr
+    assert (out / "manifest.json").exists() and (out / "tensors.safetensors").stat().st_size < 20_000
+    r = _cli("patch", "inspect", str(out))
+    assert r.returncode == 0 and "rocr" in r.stdout
+    patch = load_patch(out)
+    edit = apply_patch(patch, smol)
+    try:
+        assert patch.manifest["hyper"]["layer"] == 4
+    finally:
+        edit.revert(smol)
+    r = _cli("edit", "rocr", "smollm2-135m", "--concepts", "builtin", "--concept", "Nope", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "Nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = _cli("edit", "bogus", "smollm2-135m", "--concepts", "builtin", "--concept", "Japan", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "unknown edit method" in r.stderr

@@ -1,0 +1,191 @@
+"""CLI sub-commands for concepts, locate, edit, patch and demo (thin callers of the library)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _concepts(path: str):
+    from workbench.concepts import load_builtin, read_concepts
+    return load_builtin() if path == "builtin" else read_concepts(path)
+
+
+def _concept(args):
+    from workbench.concepts import get_concept
+    return get_concept(_concepts(args.concepts), args.concept)
+
+
+def _load(args):
+    from workbench.cli import _load as load
+    return load(args)
+
+
+def cmd_concepts_check(args) -> int:
+    from workbench.verify.probes import check_concepts, format_check_table
+    concepts = _concepts(args.concepts)
+    model = _load(args)
+    rows = check_concepts(model, concepts, threshold=args.threshold)
+    print(format_check_table(rows))
+    unknown = [r["concept"] for r in rows if not r["known"]]
+    if unknown:
+        print(f"not known by {model.model_id} (cannot be unlearned meaningfully): {', '.join(unknown)}")
+    if args.json:
+        from workbench.paths import write_json
+        write_json(args.json, rows)
+    return 1 if unknown and args.strict else 0
+
+
+def cmd_locate(args) -> int:
+    from workbench.cli import _write_html
+    from workbench.locate import locate
+    from workbench.paths import write_json
+    concept = _concept(args)
+    model = _load(args)
+    kinds = tuple(k.strip() for k in args.kinds.split(","))
+    report = locate(model, concept, kinds=kinds, trace_probes=args.trace_probes)
+    print(report.summary())
+    write_json(args.json, report.to_dict())
+    print(f"wrote {args.json}")
+    if args.html:
+        _write_html(args.html, report.figures())
+    return 0
+
+
+def _hyper(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_edit(args) -> int:
+    from workbench.edits import fit_edit, get_method
+    from workbench.locate import LocalizationReport
+    get_method(args.method)                                    # fail fast on a bad name
+    concept = _concept(args)
+    model = _load(args)
+    report = None
+    if args.report:
+        report = LocalizationReport.from_dict(json.loads(Path(args.report).read_text()))
+    edit = fit_edit(args.method, model, concept, report, **_hyper(args.set))
+    print(f"{args.method} on {concept.name!r}: {len(edit.deltas)} tensor(s), {edit.params_changed():,} parameters, "
+          f"{edit.edit_seconds:.2f} s")
+    if args.verify:
+        from workbench.verify.probes import score_probes, summarize
+        before = {k: summarize(score_probes(model, getattr(concept, k))) for k in ("forget", "retain")}
+        with edit.applied(model):
+            after = {k: summarize(score_probes(model, getattr(concept, k))) for k in ("forget", "retain")}
+        edit.report = {k: {"hit_before": before[k]["hit"], "hit_after": after[k]["hit"],
+                           "prob_before": before[k]["prob"], "prob_after": after[k]["prob"]} for k in before}
+        for k, v in edit.report.items():
+            print(f"  {k:<7} hit {v['hit_before']:.2f} -> {v['hit_after']:.2f}   prob {v['prob_before']:.3f} -> {v['prob_after']:.3f}")
+    path = edit.save(args.out, model=model)
+    print(f"wrote patch {path}")
+    return 0
+
+
+def cmd_patch(args) -> int:
+    from workbench import patches
+    if args.action == "inspect":
+        print(patches.inspect_patch(args.patch))
+        return 0
+    if not args.model or not args.out:
+        raise ValueError(f"patch {args.action} needs --model and --out")
+    if args.action == "apply":
+        folder = Path(args.model)
+        if folder.is_dir():
+            out = patches.apply_patch_to_folder(args.patch, folder, args.out)
+        else:
+            model = _load(args)
+            edit = patches.apply_patch(args.patch, model)
+            try:
+                out = patches.export_hf(edit, model, args.out)
+            finally:
+                edit.revert(model)
+        print(f"applied {args.patch} -> {out}")
+        return 0
+    if args.action == "export":
+        model = _load(args)
+        if args.format == "peft":
+            out = patches.export_peft(args.patch, model, args.out)
+        else:
+            out = patches.export_hf(args.patch, model, args.out)
+        print(f"exported ({args.format}) -> {out}")
+        return 0
+    if args.action == "revert":
+        from workbench.patches.revert import revert_folder
+        out, exact = revert_folder(args.patch, args.model, args.out)
+        print(f"reverted -> {out} ({'bit-exact: fingerprints match the base' if exact else 'fingerprints differ from the base (rounding); load the base checkpoint for a bit-exact original'})")
+        return 0
+    raise ValueError(f"unknown patch action {args.action!r}")
+
+
+def cmd_demo(args) -> int:
+    from workbench.demo import run_demo
+    return run_demo(concept=args.concept, out=args.out, model_name=args.model)
+
+
+def register(sub, commands) -> None:
+    def model_cmd(name, help_, func, model=True):
+        p = sub.add_parser(name, help=help_)
+        if model:
+            p.add_argument("model", help="embedded name, HF folder, .gguf file or hub id")
+            p.add_argument("--device", default=None)
+            p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+        commands[name] = func
+        return p
+
+    p = sub.add_parser("concepts", help="concept files")
+    csub = p.add_subparsers(dest="concepts_cmd", required=True)
+    c = csub.add_parser("check", help="baseline hit rates per concept; flags unknown ones")
+    c.add_argument("model")
+    c.add_argument("--concepts", required=True, help="concept file (JSON Lines) or 'builtin'")
+    c.add_argument("--threshold", type=float, default=0.5)
+    c.add_argument("--json", default=None)
+    c.add_argument("--strict", action="store_true", help="exit 1 when a concept is not known")
+    c.add_argument("--device", default=None)
+    c.add_argument("--dtype", default=None)
+    commands["concepts"] = cmd_concepts_check
+
+    p = model_cmd("locate", "locate a concept: concept vectors, residual directions, causal tracing", cmd_locate)
+    p.add_argument("--concepts", required=True)
+    p.add_argument("--concept", required=True)
+    p.add_argument("--json", required=True)
+    p.add_argument("--html", default=None)
+    p.add_argument("--kinds", default="concept_vectors,directions,tracing")
+    p.add_argument("--trace-probes", type=int, default=2)
+
+    p = sub.add_parser("edit", help="fit an edit method and write a patch")
+    p.add_argument("method")
+    p.add_argument("model")
+    p.add_argument("--concepts", required=True)
+    p.add_argument("--concept", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--report", default=None, help="LocalizationReport JSON from `workbench locate`")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter (repeatable)")
+    p.add_argument("--verify", action="store_true", help="score forget/retain probes before and after")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    commands["edit"] = cmd_edit
+
+    p = sub.add_parser("patch", help="inspect | apply | revert | export a patch")
+    p.add_argument("action", choices=["inspect", "apply", "revert", "export"])
+    p.add_argument("patch")
+    p.add_argument("--model", default=None, help="base model (embedded name, folder, .gguf)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--format", default="hf", choices=["hf", "peft"])
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    commands["patch"] = cmd_patch
+
+    p = sub.add_parser("demo", help="the README's main job: locate -> ROCR -> verify -> export")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--concept", default="Eiffel Tower")
+    p.add_argument("--out", default="workbench-demo")
+    commands["demo"] = cmd_demo

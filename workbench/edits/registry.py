@@ -1,0 +1,81 @@
+"""Explicit registry of edit methods: name -> (config dataclass, fit function).
+
+Every method is `fit(model, concept, report=None, config) -> Edit`; `fit_edit(name, model, concept,
+report=None, **hyper)` builds the config from keyword hyper-parameters (unknown ones are an error).
+Registration raises on duplicates (as SAELens' registry does).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from workbench.edits.base import Edit, Timer
+
+
+@dataclass
+class EditConfig:
+    """Base class of every method's hyper-parameters."""
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EditConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown hyper-parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    config_cls: type[EditConfig]
+    fit: Callable[..., Edit]
+    summary: str = ""
+
+
+_REGISTRY: dict[str, Method] = {}
+# modules that register methods when imported (lazy: a broken optional one breaks only itself)
+_PROVIDERS = {"ablate": "workbench.edits.ablate", "rocr": "workbench.edits.rocr",
+              "ga": "workbench.edits.unlearn", "graddiff": "workbench.edits.unlearn",
+              "npo": "workbench.edits.unlearn", "simnpo": "workbench.edits.unlearn"}
+
+
+def register(name: str, config_cls: type[EditConfig], summary: str = ""):
+    """Decorator registering `fit(model, concept, report, config) -> Edit` under `name`."""
+    def deco(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"edit method {name!r} is already registered")
+        _REGISTRY[name] = Method(name, config_cls, fn, summary)
+        return fn
+    return deco
+
+
+def methods() -> list[str]:
+    return sorted(set(_PROVIDERS) | set(_REGISTRY))
+
+
+def get_method(name: str) -> Method:
+    if name not in _REGISTRY and name in _PROVIDERS:
+        importlib.import_module(_PROVIDERS[name])
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown edit method {name!r}; available: {', '.join(methods())}")
+    return _REGISTRY[name]
+
+
+def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
+    """Fit method `name` on `concept`; records hyper-parameters, seed and wall time in the Edit."""
+    method = get_method(name)
+    config = method.config_cls.from_dict(hyper)
+    with Timer() as t:
+        edit = method.fit(model, concept, report, config)
+    edit.edit_seconds = t.seconds
+    edit.hyper = {**config.to_dict(), **edit.hyper}
+    edit.seed = config.seed
+    edit.concept = edit.concept or concept.name
+    return edit

@@ -1,0 +1,138 @@
+"""ROCR — Rank-One Concept Redirection (Ye, Zhang, Wu 2025, "LLM Unlearning Should Be
+Form-Independent", arXiv 2506.07795).
+
+A training-free, ROME-style rank-one update of one MLP down projection W (HF [d_model, d_mlp]):
+the key k* (down-projection input at the subject's last token, averaged over context prefixes)
+is mapped to v*, what the same projection outputs for the harmless `redirect_to` concept in the
+same contexts, so later layers perceive the harmless concept whatever form the question takes:
+
+    ΔW = (v* − W k*) (C⁻¹ k*)ᵀ / (k*ᵀ C⁻¹ k*)          (exactly rank one; W' k* = v*)
+
+C is the uncentered second moment of down-projection inputs over general text (fp32, cached).
+The layer comes from causal tracing (MLP restoration at the last subject token) unless given.
+With `layers` > 1 the same update is made at several consecutive layers (each with its own k*,
+v*, C) — a simple MEMIT-style spread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from workbench.edits.base import Edit, TensorDelta
+from workbench.edits.registry import EditConfig, register
+
+CONTEXTS = ["{}", "I have heard about {}", "Here is a fact about {}", "People often ask about {}",
+            "Let me tell you about {}", "The story of {}", "My friend talked about {}", "A question about {}",
+            "We read about {}", "Everyone knows {}", "In the news today: {}", "Notes on {}"]
+
+
+@dataclass
+class ROCRConfig(EditConfig):
+    layer: int | None = None          # None: from the LocalizationReport / causal tracing
+    n_layers: int = 1                 # spread over this many consecutive layers (MEMIT-style)
+    use_forget_prompts: bool = True   # also average keys over the forget prompts' subject tokens
+    cov_tokens: int = 16384           # general-text tokens for C
+    cov_seq_len: int = 128
+    lambda_reg: float = 1e-2          # C + lambda * mean(diag C) * I
+    trace_probes: int = 3             # forget probes traced when the layer must be found
+    target: str = "residual"          # "residual": v* makes the layer's residual output at the subject's
+                                      # last token equal the harmless concept's (mean over contexts);
+                                      # "mlp_out": v* = W k_redirect (the MLP output alone)
+
+
+def _prefixes(model, concept, use_forget: bool) -> list[str]:
+    """Texts that end right after the subject (keys/values are read at their last token)."""
+    from workbench.concepts import render_prompt
+    texts = [c.format(concept.subject) for c in CONTEXTS]
+    if use_forget:
+        for p in concept.forget:
+            prompt = render_prompt(model, p)
+            at = prompt.rfind(concept.subject)
+            if at >= 0:
+                texts.append(prompt[: at + len(concept.subject)])
+    return texts
+
+
+@torch.no_grad()
+def _mean_at_last_token(model, texts: list[str], site: str) -> torch.Tensor:
+    """Mean activation at each text's last real token: [d]. Right-padded batch."""
+    _, cache = model.run_with_cache(texts, [site])
+    last = cache.mask.sum(1) - 1
+    acts = cache[site][torch.arange(len(texts)), last]
+    return acts.float().mean(0)
+
+
+def choose_layer(model, concept, report=None, probes: int = 3) -> tuple[int, dict]:
+    """The ROCR layer: from a LocalizationReport if it has an MLP causal trace, else trace now."""
+    from workbench.locate import tracing
+    if report is not None:
+        layer = report.best_layer("causal_trace_mlp") if hasattr(report, "best_layer") else None
+        if layer is not None:
+            return layer, {"source": "LocalizationReport", "evidence": "causal_trace_mlp"}
+    traces = tracing.trace_concept(model, concept, kinds=("mlp",), max_probes=probes, progress=False,
+                                   last_subject_only=True)["mlp"]
+    profile = tracing.layer_profile(traces)
+    layer = int(torch.tensor(profile).argmax())
+    return layer, {"source": "causal tracing (mlp, last subject token)", "profile": [round(x, 4) for x in profile]}
+
+
+def rank_one_update(W: torch.Tensor, C: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lambda_reg: float,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors (A [d_out, 1], B [1, d_in]) of ΔW = (v − W k)(C⁻¹k)ᵀ / (kᵀC⁻¹k), all fp32.
+
+    W: [d_out, d_in] (HF Linear layout); C: [d_in, d_in]; k: [d_in]; v: [d_out].
+    """
+    C = C.double()
+    C = C + lambda_reg * C.diagonal().mean() * torch.eye(C.shape[0], dtype=C.dtype)
+    cinv_k = torch.linalg.solve(C, k.double())
+    resid = v.double() - W.double() @ k.double()
+    A = resid[:, None]
+    B = (cinv_k / (k.double() @ cinv_k))[None, :]
+    return A.float(), B.float()
+
+
+def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
+    from workbench.locate.stats import mlp_key_second_moment
+    if model.family.conv1d or model.family.is_moe:
+        raise ValueError(f"rocr needs a dense gated/linear MLP; {model.family.name} is not supported yet")
+    if not concept.redirect_to:
+        raise ValueError(f"concept {concept.name!r} has no redirect_to: ROCR needs a harmless target concept")
+    provenance: dict = {}
+    if cfg.layer is None:
+        first, why = choose_layer(model, concept, report, cfg.trace_probes)
+        provenance["layer_choice"] = why
+    else:
+        first = cfg.layer
+        provenance["layer_choice"] = {"source": "given"}
+    if not 0 <= first < model.n_layers:
+        raise ValueError(f"layer={first} is outside 0..{model.n_layers - 1}")
+    layers = list(range(first, min(model.n_layers, first + cfg.n_layers)))
+    subj_texts = _prefixes(model, concept, cfg.use_forget_prompts)
+    redirect_texts = [t.replace(concept.subject, concept.redirect_to) for t in subj_texts]
+    deltas, details = [], []
+    for L in layers:
+        site = f"blocks.{L}.mlp.hook_post"
+        W = model.param(f"blocks.{L}.mlp.W_out")
+        k_star = _mean_at_last_token(model, subj_texts, site)
+        k_red = _mean_at_last_token(model, redirect_texts, site)
+        W0 = W.detach().float()
+        if cfg.target == "mlp_out":
+            v_star = W0 @ k_red                                  # what W writes for the harmless concept
+        elif cfg.target == "residual":
+            post = f"blocks.{L}.hook_resid_post"
+            shift = _mean_at_last_token(model, redirect_texts, post) - _mean_at_last_token(model, subj_texts, post)
+            v_star = W0 @ k_star + shift / len(layers)           # spread the residual shift over the layers
+        else:
+            raise ValueError(f"target={cfg.target!r} is not one of residual, mlp_out")
+        C = mlp_key_second_moment(model, L, cfg.cov_tokens, cfg.cov_seq_len)
+        A, B = rank_one_update(W0, C, k_star, v_star, cfg.lambda_reg)
+        deltas.append(TensorDelta(model.weight_name(f"blocks.{L}.mlp.W_out"), "low_rank", tuple(W.shape),
+                                  str(W.dtype).replace("torch.", ""), A=A, B=B))
+        details.append({"layer": L, "k_norm": float(k_star.norm()), "v_shift": float((v_star - W0 @ k_star).norm())})
+    provenance.update({"layers": layers, "n_contexts": len(subj_texts), "redirect_to": concept.redirect_to,
+                       "updates": details})
+    return Edit("rocr", model.model_id, deltas, concept=concept.name, provenance=provenance)
+
+
+register("rocr", ROCRConfig, "rank-one concept redirection of one MLP down projection")(fit_rocr)
