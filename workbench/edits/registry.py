@@ -62,7 +62,10 @@ def methods() -> list[str]:
 
 def get_method(name: str) -> Method:
     if name not in _REGISTRY and name in _PROVIDERS:
-        importlib.import_module(_PROVIDERS[name])
+        try:
+            importlib.import_module(_PROVIDERS[name])
+        except ModuleNotFoundError as exc:
+            raise ValueError(f"edit method {name!r} is not available: {exc}") from exc
     if name not in _REGISTRY:
         raise ValueError(f"unknown edit method {name!r}; available: {', '.join(methods())}")
     return _REGISTRY[name]

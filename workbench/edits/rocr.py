@@ -57,7 +57,7 @@ def _prefixes(model, concept, use_forget: bool) -> list[str]:
 @torch.no_grad()
 def _mean_at_last_token(model, texts: list[str], site: str) -> torch.Tensor:
     """Mean activation at each text's last real token: [d]. Right-padded batch."""
-    _, cache = model.run_with_cache(texts, [site])
+    _, cache = model.run_with_cache(texts, [site], logits_to_keep=1)
     last = cache.mask.sum(1) - 1
     acts = cache[site][torch.arange(len(texts)), last]
     return acts.float().mean(0)

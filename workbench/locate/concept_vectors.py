@@ -143,7 +143,7 @@ def activation_contrast(model, concept) -> torch.Tensor:
 
     def mean_act(probes):
         prompts, _ = probe_texts(model, probes)
-        _, cache = model.run_with_cache(prompts, sites)
+        _, cache = model.run_with_cache(prompts, sites, logits_to_keep=1)
         m = cache.mask[..., None].float()
         return torch.stack([(cache[s].float() * m).sum((0, 1)) / m.sum() for s in sites])
     return mean_act(concept.forget) - mean_act(concept.retain)

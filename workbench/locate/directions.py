@@ -29,7 +29,7 @@ class DirectionResult:
 def last_token_resid(model, prompts: list[str], site_kind: str = "hook_resid_post") -> torch.Tensor:
     """[n_layers, n_prompts, d_model] residual stream at each prompt's last token (fp32)."""
     sites = [f"blocks.{L}.{site_kind}" for L in range(model.n_layers)]
-    _, cache = model.run_with_cache(prompts, sites)
+    _, cache = model.run_with_cache(prompts, sites, logits_to_keep=1)
     last = cache.mask.sum(1) - 1
     idx = torch.arange(len(prompts))
     return torch.stack([cache[s][idx, last].float() for s in sites])

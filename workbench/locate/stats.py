@@ -10,7 +10,8 @@ import json
 import time
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from workbench.paths import atomic_path, cache_dir
@@ -27,7 +28,8 @@ def mlp_key_second_moment(model, layer: int, n_tokens: int = 16384, seq_len: int
     folder = cache_dir("stats")
     path = folder / f"{_key(model, n_tokens, seq_len)}.safetensors"
     if path.exists() and not refresh:
-        return load_file(path)[f"layer{layer}"]
+        with safe_open(str(path), framework="pt") as fh:      # reads only this layer's matrix
+            return fh.get_tensor(f"layer{layer}")
     from workbench.data.corpus import token_chunks
     chunks = token_chunks(model.tokenizer, "train", n_tokens, seq_len)
     sites = [f"blocks.{L}.mlp.hook_post" for L in range(model.n_layers)]
@@ -43,7 +45,7 @@ def mlp_key_second_moment(model, layer: int, n_tokens: int = 16384, seq_len: int
     with torch.no_grad(), model.hooks([(s, accumulate) for s in sites]):
         for start in tqdm(range(0, len(chunks), batch_size), desc="MLP key covariance", disable=not progress):
             batch = chunks[start:start + batch_size].to(model.device)
-            model.forward({"input_ids": batch, "attention_mask": torch.ones_like(batch)})
+            model.forward({"input_ids": batch, "attention_mask": torch.ones_like(batch)}, logits_to_keep=1)
             count += batch.numel()
     tensors = {f"layer{L}": (acc[s] / count).contiguous() for L, s in enumerate(sites)}
     meta = {"model": model.model_id, "tokens": str(count), "seq_len": str(seq_len),

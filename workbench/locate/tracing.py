@@ -93,12 +93,13 @@ def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", wi
 
     def prob(inputs, hooks) -> torch.Tensor:
         with model.hooks(hooks):
-            logits = model.forward(inputs)
+            logits = model.forward(inputs, logits_to_keep=1)
         return logits[:, -1].float().softmax(-1)[:, target]
 
     site_kind = KIND_SITE[kind]
     clean_sites = [f"blocks.{L}.{site_kind}" for L in range(n_layers)]
-    clean_logits, clean = model.run_with_cache({"input_ids": base, "attention_mask": mask}, clean_sites)
+    clean_logits, clean = model.run_with_cache({"input_ids": base, "attention_mask": mask}, clean_sites,
+                                              logits_to_keep=1)
     clean_p = float(clean_logits[0, -1].float().softmax(-1)[target])
     rep = {"input_ids": base.repeat(samples, 1), "attention_mask": mask.repeat(samples, 1)}
     corrupt_p = float(prob(rep, [("hook_embed", corrupt_embed)]).mean())

@@ -275,10 +275,12 @@ class HookedModel:
                 handle.remove()
 
     # ------------------------------------------------------------------ running
-    def forward(self, inputs: dict) -> torch.Tensor:
-        """Logits [batch, pos, vocab] for tokenized inputs."""
+    def forward(self, inputs: dict, logits_to_keep: int = 0) -> torch.Tensor:
+        """Logits [batch, pos, vocab] for tokenized inputs (only the last `logits_to_keep`
+        positions when > 0: the unembedding is the costliest matmul of a small model)."""
+        kw = {"logits_to_keep": logits_to_keep} if logits_to_keep else {}
         return self.hf(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                       use_cache=False).logits
+                       use_cache=False, **kw).logits
 
     @torch.no_grad()
     def logits(self, prompts: str | Sequence[str]) -> torch.Tensor:
@@ -286,11 +288,12 @@ class HookedModel:
 
     @torch.no_grad()
     def run_with_cache(self, prompts: str | Sequence[str] | dict, sites: Iterable[str] | None = None,
-                       ) -> tuple[torch.Tensor, ActivationCache]:
+                       logits_to_keep: int = 0) -> tuple[torch.Tensor, ActivationCache]:
         """Run once, keep the activations at `sites` (default: every hook_resid_post).
 
         Returns logits [batch, pos, vocab] and an ActivationCache of [batch, pos, ...] tensors;
-        batches are right-padded, `cache.mask` marks real tokens.
+        batches are right-padded, `cache.mask` marks real tokens. `logits_to_keep=1` skips the
+        unembedding of all but the last position when only activations are wanted.
         """
         inputs = prompts if isinstance(prompts, dict) else self.tokenize(prompts)
         sites = list(sites) if sites is not None else self.sites("hook_resid_post")
@@ -300,7 +303,7 @@ class HookedModel:
             cache[name] = act.detach()
 
         with self.hooks([(s, save) for s in sites]):
-            logits = self.forward(inputs)
+            logits = self.forward(inputs, logits_to_keep)
         cache.tokens, cache.mask = inputs["input_ids"], inputs["attention_mask"]
         return logits, cache
 
