@@ -105,3 +105,18 @@ def test_cli_edit_patch_inspect_apply(tmp_path, smol):
     assert r.returncode == 2 and "Nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = _cli("edit", "bogus", "smollm2-135m", "--concepts", "builtin", "--concept", "Japan", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "unknown edit method" in r.stderr
+
+
+def test_rocr_redirects_a_single_token_subject_across_forms(smol):
+    """Japan -> Italy at layer 4: forget answers collapse in every form, retain answers hold."""
+    from workbench.verify.probes import score_probes, summarize
+    japan = get_concept(load_builtin(), "Japan")
+    before_f, before_r = (summarize(score_probes(smol, getattr(japan, k))) for k in ("forget", "retain"))
+    edit = fit_edit("rocr", smol, japan, layer=4)
+    with edit.applied(smol):
+        after_f, after_r = (summarize(score_probes(smol, getattr(japan, k))) for k in ("forget", "retain"))
+        redirected = smol.generate("The capital of Japan is", 3)[0]
+    assert after_f["prob"] < 0.1 * before_f["prob"]
+    assert all(v["hit"] <= 0.2 for v in after_f["by_form"].values()) and len(after_f["by_form"]) >= 3
+    assert after_r["hit"] >= 0.9 * before_r["hit"] and after_r["prob"] >= 0.8 * before_r["prob"]
+    assert "Rome" in redirected                                    # redirected, not just broken

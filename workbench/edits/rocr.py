@@ -55,12 +55,16 @@ def _prefixes(model, concept, use_forget: bool) -> list[str]:
 
 
 @torch.no_grad()
-def _mean_at_last_token(model, texts: list[str], site: str) -> torch.Tensor:
-    """Mean activation at each text's last real token: [d]. Right-padded batch."""
-    _, cache = model.run_with_cache(texts, [site], logits_to_keep=1)
+def _means_at_last_token(model, texts: list[str], sites: list[str]) -> dict[str, torch.Tensor]:
+    """Mean activation at each text's last real token, per site: {site: [d]}. One right-padded run."""
+    _, cache = model.run_with_cache(texts, sites, logits_to_keep=1)
     last = cache.mask.sum(1) - 1
-    acts = cache[site][torch.arange(len(texts)), last]
-    return acts.float().mean(0)
+    idx = torch.arange(len(texts))
+    return {s: cache[s][idx, last].float().mean(0) for s in sites}
+
+
+def _mean_at_last_token(model, texts: list[str], site: str) -> torch.Tensor:
+    return _means_at_last_token(model, texts, [site])[site]
 
 
 def choose_layer(model, concept, report=None, probes: int = 3) -> tuple[int, dict]:
@@ -112,16 +116,16 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
     redirect_texts = [t.replace(concept.subject, concept.redirect_to) for t in subj_texts]
     deltas, details = [], []
     for L in layers:
-        site = f"blocks.{L}.mlp.hook_post"
+        site, post = f"blocks.{L}.mlp.hook_post", f"blocks.{L}.hook_resid_post"
         W = model.param(f"blocks.{L}.mlp.W_out")
-        k_star = _mean_at_last_token(model, subj_texts, site)
-        k_red = _mean_at_last_token(model, redirect_texts, site)
+        subj = _means_at_last_token(model, subj_texts, [site, post])
+        red = _means_at_last_token(model, redirect_texts, [site, post])
+        k_star = subj[site]
         W0 = W.detach().float()
         if cfg.target == "mlp_out":
-            v_star = W0 @ k_red                                  # what W writes for the harmless concept
+            v_star = W0 @ red[site]                              # what W writes for the harmless concept
         elif cfg.target == "residual":
-            post = f"blocks.{L}.hook_resid_post"
-            shift = _mean_at_last_token(model, redirect_texts, post) - _mean_at_last_token(model, subj_texts, post)
+            shift = red[post] - subj[post]
             v_star = W0 @ k_star + shift / len(layers)           # spread the residual shift over the layers
         else:
             raise ValueError(f"target={cfg.target!r} is not one of residual, mlp_out")
