@@ -186,6 +186,6 @@ def register(sub, commands) -> None:
 
     p = sub.add_parser("demo", help="the README's main job: locate -> ROCR -> verify -> export")
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--concept", default="Eiffel Tower")
+    p.add_argument("--concept", default="Japan")
     p.add_argument("--out", default="workbench-demo")
     commands["demo"] = cmd_demo

@@ -18,7 +18,7 @@ def _table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def run_demo(concept: str = "Eiffel Tower", out: str | Path = "workbench-demo", model_name: str = "smollm2-135m",
+def run_demo(concept: str = "Japan", out: str | Path = "workbench-demo", model_name: str = "smollm2-135m",
              ppl_tokens: int = 4096) -> int:
     from workbench.cli import _write_html
     from workbench.concepts import get_concept, load_builtin
