@@ -94,3 +94,28 @@ def test_scan_benchmark_figure_is_reported(smol, concepts):
     scores, _, _ = scan(smol, tokens)
     print(f"scan of {scores.numel()} value vectors: {time.perf_counter() - t0:.2f} s")
     assert scores.shape == (smol.n_layers, smol.info.d_mlp)
+
+
+def test_cli_locate_and_concepts_check(tmp_path):
+    import subprocess
+    import sys
+
+    from workbench.concepts import write_concepts
+    japan = get_concept(load_builtin(), "Japan")
+    f = tmp_path / "c.jsonl"
+    write_concepts(f, [japan])
+    run = lambda *a: subprocess.run([sys.executable, "-m", "workbench.cli", *a], capture_output=True, text=True,
+                                    timeout=600)
+    r = run("locate", "smollm2-135m", "--concepts", str(f), "--concept", "Japan", "--json", str(tmp_path / "r.json"),
+            "--kinds", "directions", "--html", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    rep = LocalizationReport.from_dict(json.loads((tmp_path / "r.json").read_text()))
+    assert rep.concept == "Japan" and "residual_direction" in rep.profiles
+    assert "plotly" in (tmp_path / "r.html").read_text()[:5000].lower()
+    r = run("concepts", "check", "smollm2-135m", "--concepts", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "Japan" in r.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(f.read_text() + '{"name": "X", "subject": "X", "forget": [], "retain": []}\n')
+    r = run("concepts", "check", "smollm2-135m", "--concepts", str(bad))
+    assert r.returncode == 2 and "bad.jsonl:2" in r.stderr and "forget" in r.stderr
