@@ -119,3 +119,18 @@ def test_cli_locate_and_concepts_check(tmp_path):
     bad.write_text(f.read_text() + '{"name": "X", "subject": "X", "forget": [], "retain": []}\n')
     r = run("concepts", "check", "smollm2-135m", "--concepts", str(bad))
     assert r.returncode == 2 and "bad.jsonl:2" in r.stderr and "forget" in r.stderr
+
+
+def test_causal_trace_single_token_subject_shows_both_bands(smol):
+    """ROME's picture: the subject token matters in early layers, the last token in late layers."""
+    t = trace(smol, "The capital of Japan is", "Japan", "Tokyo", kind="resid", samples=3)
+    gap = t.clean_prob - t.corrupt_prob
+    assert gap > 0.2
+    e = t.effects / gap
+    subj = t.subject_span[1] - 1
+    n = smol.n_layers
+    assert e[: n // 4, subj].max() > 0.8              # early band at the subject's last token
+    assert e[-3:, -1].mean() > 0.8                    # late band at the last position
+    assert e[-3:, subj].abs().max() < 0.3             # late layers at the subject no longer matter
+    mlp = trace(smol, "The capital of Japan is", "Japan", "Tokyo", kind="mlp", samples=3, last_subject_only=True)
+    assert int(torch.tensor(mlp.at_last_subject_token()).argmax()) < n // 2
