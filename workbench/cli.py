@@ -68,7 +68,7 @@ def _write_html(path, figures) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             for i, fig in enumerate(figures):
-                fh.write(fig.to_html(full_html=i == 0, include_plotlyjs="cdn" if i == 0 else False))
+                fh.write(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # embedded: works offline
     print(f"wrote {path}")
 
 
