@@ -1,0 +1,121 @@
+"""CLI sub-commands `verify` (a patch against its concept) and `bench` (methods x concepts)."""
+from __future__ import annotations
+
+import json
+
+
+def _concepts(path: str):
+    from workbench.concepts import load_builtin, read_concepts
+    return load_builtin() if path == "builtin" else read_concepts(path)
+
+
+def _load(args):
+    from workbench.cli import _load as load
+    return load(args)
+
+
+def _hyper(text: str | None, methods: list[str]) -> dict:
+    """--hyper '{"ga": {"steps": 5}}' (JSON object of objects) or a path to such a JSON file."""
+    if not text:
+        return {}
+    from pathlib import Path
+    raw = Path(text).read_text() if not text.lstrip().startswith("{") else text
+    try:
+        d = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--hyper: not valid JSON ({exc.msg})") from None
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise ValueError('--hyper must be a JSON object {"method": {"key": value}}')
+    return d
+
+
+def cmd_verify(args) -> int:
+    from workbench.concepts import get_concept
+    from workbench.paths import write_json
+    from workbench.patches import load_patch
+    from workbench.patches.apply import check_base
+    from workbench.verify.battery import verify_edit
+    from workbench.verify.bench import format_table
+    concept = get_concept(_concepts(args.concepts), args.concept)
+    patch = load_patch(args.patch)                      # checksum verified here
+    model = _load(args)
+    check_base(patch, model)                            # fingerprints: refuse a wrong base model
+    edit = patch.new_edit()
+    result = verify_edit(model, concept, edit, max_new_tokens=args.max_new_tokens,
+                         utility_tokens=args.utility_tokens, relearn=not args.no_relearn,
+                         parametric=not args.no_parametric, leakage=not args.no_leakage,
+                         fluency=not args.no_fluency)
+    print(format_table([result]))
+    for form, v in result["by_form"].items():
+        print(f"  forget/{form:<11} hit {v['hit_before']:.2f} -> {v['hit_after']:.2f}   "
+              f"prob {v['prob_before']:.3f} -> {v['prob_after']:.3f}")
+    if "kl" in result:
+        print(f"  KL(base || edited) on held-out text: {result['kl']:.4f} nats/token")
+    if "relearning" in result and "after" in result["relearning"]:
+        rl = result["relearning"]
+        print(f"  relearning ({rl['steps']} steps on {rl['train_probes']} probes): held-out forget hit "
+              f"{rl['before']['hit']:.2f} -> {rl['after']['hit']:.2f}")
+    if "parametric_trace" in result:
+        pt = result["parametric_trace"]
+        print(f"  parametric trace: {pt['signature_remaining']:.0%} of the top-{pt['top_n']} concept vectors "
+              f"remain, cosine {pt['cosine_mean']:.3f}")
+    import workbench
+    doc = {"model": model.model_id, "workbench_version": workbench.__version__, "patch": str(args.patch),
+           "results": [result]}
+    write_json(args.json, doc)
+    print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from workbench.concepts import get_concept
+    from workbench.edits import get_method
+    from workbench.verify.bench import format_table, run_bench
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ValueError("--methods: give at least one method name")
+    for m in methods:
+        get_method(m)                                   # fail fast, before loading the model
+    pool = _concepts(args.concepts)
+    concepts = [get_concept(pool, n) for n in args.concept] if args.concept else pool
+    hyper = _hyper(args.hyper, methods)
+    model = _load(args)
+    verify = {"relearn": args.relearn, "fluency": args.fluency, "max_new_tokens": args.max_new_tokens}
+    doc = run_bench(model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
+                    verify=verify, utility_tokens=args.utility_tokens)
+    print(format_table(doc["results"]))
+    for f in doc["failures"]:
+        print(f"FAILED {f['method']} on {f['concept']!r}: {f['error']}")
+    print(f"wrote {args.json}" + (f" and {args.html}" if args.html else ""))
+    return 1 if doc["failures"] and not doc["results"] else 0
+
+
+def register(sub, commands) -> None:
+    def common(p):
+        p.add_argument("model", help="embedded name, HF folder, .gguf file or hub id")
+        p.add_argument("--concepts", required=True, help="concept file (JSON Lines) or 'builtin'")
+        p.add_argument("--json", required=True)
+        p.add_argument("--device", default=None)
+        p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+        p.add_argument("--max-new-tokens", type=int, default=8)
+        p.add_argument("--utility-tokens", type=int, default=4096, help="held-out tokens for perplexity/KL (0: skip)")
+
+    p = sub.add_parser("verify", help="verify a patch: forget/retain/forms, utility, trace, leakage, relearning")
+    common(p)
+    p.add_argument("--concept", required=True)
+    p.add_argument("--patch", required=True)
+    p.add_argument("--no-relearn", action="store_true")
+    p.add_argument("--no-parametric", action="store_true")
+    p.add_argument("--no-leakage", action="store_true")
+    p.add_argument("--no-fluency", action="store_true")
+    commands["verify"] = cmd_verify
+
+    p = sub.add_parser("bench", help="fit and verify methods x concepts into one report")
+    common(p)
+    p.add_argument("--concept", action="append", default=None, help="concept name (repeatable; default: all)")
+    p.add_argument("--methods", required=True, help="comma-separated method names")
+    p.add_argument("--html", default=None)
+    p.add_argument("--hyper", default=None, help='JSON {"method": {"key": value}} or a file holding it')
+    p.add_argument("--relearn", action="store_true", help="also run the relearning attack (slow)")
+    p.add_argument("--fluency", action="store_true", help="also measure generation fluency")
+    commands["bench"] = cmd_bench

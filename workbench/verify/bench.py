@@ -1,0 +1,134 @@
+"""Benchmark: every (concept, method) pair fitted and verified into one §4 JSON document, plus an
+HTML page with the forget-vs-retain trade-off and the per-form breakdown (plotly, offline).
+
+Any registered method name works (`workbench.edits.methods()`); a pair that fails to fit is
+recorded under "failures" (concept, method, error) instead of aborting the run.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from workbench.verify.battery import validate_report, validate_result, verify_edit
+
+__all__ = ["run_bench", "bench_figures", "write_html", "validate_report", "validate_result", "format_table"]
+
+CHEAP_VERIFY = {"relearn": False, "fluency": False}
+
+
+def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str, dict] | None = None,
+              json_out=None, html_out=None, progress: bool = True, verify: dict | None = None,
+              utility_tokens: int = 4096, keep_going: bool = True) -> dict:
+    """Fit and verify each method on each concept.
+
+    hyper: {method: {hyper-parameter: value}}. verify: keyword arguments for `verify_edit`
+    (default: no relearning and no fluency, to keep time down). Perplexity/KL are measured on
+    `utility_tokens` held-out tokens. keep_going=False re-raises a failing fit.
+    Returns {"model", "workbench_version", "results": [...], "failures": [...]}.
+    """
+    import workbench
+    from tqdm.auto import tqdm
+    from workbench.edits import fit_edit, get_method
+    hyper = hyper or {}
+    for m in methods:                                     # fail fast on unknown names
+        get_method(m)
+    unknown = sorted(set(hyper) - set(methods))
+    if unknown:
+        raise ValueError(f"hyper-parameters given for method(s) not benchmarked: {unknown}")
+    vkw = {**CHEAP_VERIFY, "utility_tokens": utility_tokens, **(verify or {})}
+    doc = {"model": model.model_id, "workbench_version": workbench.__version__, "results": [], "failures": []}
+    pairs = [(c, m) for c in concepts for m in methods]
+    for concept, method in tqdm(pairs, desc="bench", disable=None if progress else True):
+        try:
+            edit = fit_edit(method, model, concept, **hyper.get(method, {}))
+        except (ValueError, RuntimeError, FloatingPointError) as exc:
+            if not keep_going:
+                raise
+            doc["failures"].append({"concept": concept.name, "method": method, "error": str(exc)})
+            continue
+        doc["results"].append(verify_edit(model, concept, edit, **vkw))
+    validate_report(doc)
+    if json_out:
+        from workbench.paths import write_json
+        write_json(json_out, doc)
+    if html_out:
+        write_html(html_out, bench_figures(doc), table=format_table(doc["results"]))
+    return doc
+
+
+def bench_figures(doc: dict) -> list:
+    """[trade-off scatter (hit), trade-off scatter (prob), per-form forget hit_after bars]."""
+    import plotly.graph_objects as go
+    results = doc["results"]
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    figs = []
+    for measure in ("hit", "prob"):
+        fig = go.Figure()
+        for m in methods:
+            rs = [r for r in results if r["method"] == m]
+            fig.add_trace(go.Scatter(
+                x=[r["forget"][f"{measure}_after"] for r in rs], y=[r["retain"][f"{measure}_after"] for r in rs],
+                mode="markers+text", name=m, text=[r["concept"] for r in rs], textposition="top center",
+                marker={"size": 11}))
+        fig.update_layout(title=f"Forget vs retain ({measure} after the edit; ideal: top left) — {doc['model']}",
+                          xaxis_title=f"forget {measure} after (lower is better)",
+                          yaxis_title=f"retain {measure} after (higher is better)",
+                          xaxis_range=[-0.05, 1.05], yaxis_range=[-0.05, 1.1])
+        figs.append(fig)
+    forms = list(dict.fromkeys(f for r in results for f in r["by_form"]))
+    fig = go.Figure()
+    base = {}
+    for f in forms:
+        vals = [r["by_form"][f]["hit_before"] for r in results if f in r["by_form"]]
+        base[f] = sum(vals) / len(vals)
+    fig.add_trace(go.Bar(x=forms, y=[base[f] for f in forms], name="before (unedited)", marker_color="lightgray"))
+    for m in methods:
+        ys = []
+        for f in forms:
+            vals = [r["by_form"][f]["hit_after"] for r in results if r["method"] == m and f in r["by_form"]]
+            ys.append(sum(vals) / len(vals) if vals else None)
+        fig.add_trace(go.Bar(x=forms, y=ys, name=m))
+    fig.update_layout(barmode="group", title="Forget hit rate by probe form (mean over concepts)",
+                      xaxis_title="probe form", yaxis_title="forget hit", yaxis_range=[0, 1.05])
+    figs.append(fig)
+    return figs
+
+
+def write_html(path, figures, title: str = "Concept Workbench benchmark", table: str | None = None):
+    """A standalone HTML page (plotly.js embedded once: works offline), written atomically."""
+    import html
+    from workbench.paths import atomic_path
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                     f"</head><body>\n<h1>{html.escape(title)}</h1>\n")
+            if table:
+                fh.write(f"<pre>{html.escape(table)}</pre>\n")
+            for i, fig in enumerate(figures):
+                fh.write(fig.to_html(full_html=False, include_plotlyjs=i == 0))
+            fh.write("</body></html>\n")
+    return path
+
+
+def _f(x, fmt: str = ".2f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def format_table(results: Sequence[dict]) -> str:
+    """Plain-text before -> after table, one row per result."""
+    header = ["concept", "method", "forget hit", "forget prob", "retain hit", "retain prob", "perplexity",
+              "edit s", "params"]
+    body = []
+    for r in results:
+        f, rt, p = r["forget"], r["retain"], r["perplexity"]
+        body.append([r["concept"], r["method"], f"{_f(f['hit_before'])} -> {_f(f['hit_after'])}",
+                     f"{_f(f['prob_before'], '.3f')} -> {_f(f['prob_after'], '.3f')}",
+                     f"{_f(rt['hit_before'])} -> {_f(rt['hit_after'])}",
+                     f"{_f(rt['prob_before'], '.3f')} -> {_f(rt['prob_after'], '.3f')}",
+                     f"{_f(p['before'])} -> {_f(p['after'])}", _f(r.get("edit_seconds"), ".1f"),
+                     f"{r['params_changed']:,}"])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(b) for b in body)])
