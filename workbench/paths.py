@@ -60,6 +60,9 @@ def atomic_path(target: str | Path, is_dir: bool = False):
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; written files should be ordinary
     try:
         yield tmp
         if is_dir and target.exists():
