@@ -120,3 +120,33 @@ def test_rocr_redirects_a_single_token_subject_across_forms(smol):
     assert all(v["hit"] <= 0.2 for v in after_f["by_form"].values()) and len(after_f["by_form"]) >= 3
     assert after_r["hit"] >= 0.9 * before_r["hit"] and after_r["prob"] >= 0.8 * before_r["prob"]
     assert "Rome" in redirected                                    # redirected, not just broken
+
+
+def test_multi_key_update_maps_every_key_with_rank_m():
+    """ΔW K = V − W K exactly, rank(ΔW) = m, and inputs orthogonal to C⁻¹K are mapped as before."""
+    from workbench.edits.rocr import multi_key_update
+    g = torch.Generator().manual_seed(0)
+    d_in, d_out, m = 24, 10, 3
+    X = torch.randn(200, d_in, generator=g)
+    C = X.T @ X / 200
+    W, K, V = torch.randn(d_out, d_in, generator=g), torch.randn(d_in, m, generator=g), torch.randn(d_out, m, generator=g)
+    A, B = multi_key_update(W, C, K, V, lambda_reg=0.0)
+    assert A.shape == (d_out, m) and B.shape == (m, d_in)
+    dW = A.double() @ B.double()
+    assert torch.linalg.matrix_rank(dW, rtol=1e-8) == m
+    torch.testing.assert_close((W.double() + dW) @ K.double(), V.double(), atol=1e-4, rtol=1e-4)
+    z = torch.randn(d_in, generator=g).double()
+    # the update only reads inputs through Kᵀ C⁻¹: an input u with Kᵀ C⁻¹ u = 0 is mapped as before
+    cinv_k = torch.linalg.solve(C.double(), K.double())
+    Q, _ = torch.linalg.qr(cinv_k)
+    u = z - Q @ (Q.T @ z)
+    assert float((dW @ u).abs().max()) < 1e-4 * float(u.norm())
+
+
+def test_rocr_subject_keys_have_rank_of_the_later_subject_tokens(smol, eiffel):
+    edit = fit_edit("rocr", smol, eiffel, layer=4, keys="subject", cov_tokens=4096)
+    (delta,) = edit.deltas
+    n_tokens = len(smol.tokenizer(" " + eiffel.subject, add_special_tokens=False)["input_ids"])
+    assert delta.A.shape[1] == n_tokens - 1 == edit.provenance["updates"][0]["rank"]
+    W = smol.param("blocks.4.mlp.W_out").detach()
+    assert torch.linalg.matrix_rank(delta.dense_delta(W).double(), rtol=1e-6) == n_tokens - 1

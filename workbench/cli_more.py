@@ -77,14 +77,11 @@ def cmd_edit(args) -> int:
     print(f"{args.method} on {concept.name!r}: {len(edit.deltas)} tensor(s), {edit.params_changed():,} parameters, "
           f"{edit.edit_seconds:.2f} s")
     if args.verify:
-        from workbench.verify.probes import score_probes, summarize
-        before = {k: summarize(score_probes(model, getattr(concept, k))) for k in ("forget", "retain")}
-        with edit.applied(model):
-            after = {k: summarize(score_probes(model, getattr(concept, k))) for k in ("forget", "retain")}
-        edit.report = {k: {"hit_before": before[k]["hit"], "hit_after": after[k]["hit"],
-                           "prob_before": before[k]["prob"], "prob_after": after[k]["prob"]} for k in before}
-        for k, v in edit.report.items():
-            print(f"  {k:<7} hit {v['hit_before']:.2f} -> {v['hit_after']:.2f}   prob {v['prob_before']:.3f} -> {v['prob_after']:.3f}")
+        from workbench.verify.bench import compact_table
+        from workbench.verify.battery import verify_edit
+        edit.report = verify_edit(model, concept, edit, utility_tokens=args.utility_tokens, relearn=False,
+                                  fluency=False)
+        print(compact_table(edit.report))
     path = edit.save(args.out, model=model)
     print(f"wrote patch {path}")
     return 0
@@ -169,7 +166,10 @@ def register(sub, commands) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--report", default=None, help="LocalizationReport JSON from `workbench locate`")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter (repeatable)")
-    p.add_argument("--verify", action="store_true", help="score forget/retain probes before and after")
+    p.add_argument("--verify", action="store_true",
+                   help="run the verification battery (probes per form, perplexity, KL, trace, leakage); "
+                        "stored in the patch")
+    p.add_argument("--utility-tokens", type=int, default=2048, help="held-out tokens for perplexity/KL with --verify")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
     commands["edit"] = cmd_edit

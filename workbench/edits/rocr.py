@@ -39,6 +39,9 @@ class ROCRConfig(EditConfig):
     target: str = "residual"          # "residual": v* makes the layer's residual output at the subject's
                                       # last token equal the harmless concept's (mean over contexts);
                                       # "mlp_out": v* = W k_redirect (the MLP output alone)
+    keys: str = "last"                # "last": one key, the subject's last token (rank one);
+                                      # "subject": one key per subject token after the first (rank = that
+                                      # count), each sent to the harmless concept's last-token state
 
 
 def _prefixes(model, concept, use_forget: bool) -> list[str]:
@@ -65,6 +68,45 @@ def _means_at_last_token(model, texts: list[str], sites: list[str]) -> dict[str,
 
 def _mean_at_last_token(model, texts: list[str], site: str) -> torch.Tensor:
     return _means_at_last_token(model, texts, [site])[site]
+
+
+@torch.no_grad()
+def _means_by_subject_offset(model, texts: list[str], subject: str, sites: list[str], skip_first: bool = True,
+                             ) -> tuple[dict[str, torch.Tensor], int]:
+    """Mean activation at each subject token, aligned from the subject's end: {site: [m, d]}.
+
+    Row j is offset m-1-j from the last subject token. Texts whose subject tokenizes to a
+    different length than the most common one are left out of the mean (their offsets do not
+    line up); the first subject token is dropped when `skip_first` and the subject has > 1 token
+    (its early-layer state is mostly the token's identity, shared with every other word it starts).
+    """
+    spans = [model.subject_span(t, subject) for t in texts]
+    lengths = [b - a for a, b in spans]
+    n = max(set(lengths), key=lengths.count)
+    keep = [i for i, ln in enumerate(lengths) if ln == n]
+    _, cache = model.run_with_cache([texts[i] for i in keep], sites, logits_to_keep=1)
+    first = 1 if skip_first and n > 1 else 0
+    out = {}
+    for s in sites:
+        rows = torch.stack([cache[s][j, spans[i][0] + first:spans[i][1]] for j, i in enumerate(keep)])
+        out[s] = rows.float().mean(0)
+    return out, len(keep)
+
+
+def multi_key_update(W: torch.Tensor, C: torch.Tensor, K: torch.Tensor, V: torch.Tensor, lambda_reg: float,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors (A [d_out, m], B [m, d_in]) of the least-change update with ΔW K = V − W K.
+
+    ΔW = R (Kᵀ C⁻¹ K)⁻¹ Kᵀ C⁻¹, R = V − W K: the update of smallest C-weighted norm that maps
+    every key exactly (ROME's constrained solution with m keys; rank m). K: [d_in, m], V: [d_out, m].
+    """
+    C = C.double()
+    C = C + lambda_reg * C.diagonal().mean() * torch.eye(C.shape[0], dtype=C.dtype)
+    K, V = K.double(), V.double()
+    cinv_k = torch.linalg.solve(C, K)                          # [d_in, m]
+    R = V - W.double() @ K                                     # [d_out, m]
+    A = R @ torch.linalg.inv(K.T @ cinv_k)                     # [d_out, m]
+    return A.float(), cinv_k.T.contiguous().float()
 
 
 def choose_layer(model, concept, report=None, probes: int = 3) -> tuple[int, dict]:
@@ -118,22 +160,37 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
     for L in layers:
         site, post = f"blocks.{L}.mlp.hook_post", f"blocks.{L}.hook_resid_post"
         W = model.param(f"blocks.{L}.mlp.W_out")
-        subj = _means_at_last_token(model, subj_texts, [site, post])
-        red = _means_at_last_token(model, redirect_texts, [site, post])
-        k_star = subj[site]
         W0 = W.detach().float()
-        if cfg.target == "mlp_out":
-            v_star = W0 @ red[site]                              # what W writes for the harmless concept
-        elif cfg.target == "residual":
-            shift = red[post] - subj[post]
-            v_star = W0 @ k_star + shift / len(layers)           # spread the residual shift over the layers
-        else:
-            raise ValueError(f"target={cfg.target!r} is not one of residual, mlp_out")
         C = mlp_key_second_moment(model, L, cfg.cov_tokens, cfg.cov_seq_len)
-        A, B = rank_one_update(W0, C, k_star, v_star, cfg.lambda_reg)
+        red = _means_at_last_token(model, redirect_texts, [site, post])
+        if cfg.keys == "subject":
+            subj, n_used = _means_by_subject_offset(model, subj_texts, concept.subject, [site, post])
+            K = subj[site].T                                           # [d_mlp, m]
+            if cfg.target == "mlp_out":
+                V = (W0 @ red[site])[:, None].expand(-1, K.shape[1])
+            elif cfg.target == "residual":
+                V = W0 @ K + (red[post][None, :] - subj[post]).T / len(layers)
+            else:
+                raise ValueError(f"target={cfg.target!r} is not one of residual, mlp_out")
+            A, B = multi_key_update(W0, C, K, V, cfg.lambda_reg)
+            k_star, v_star = K[:, -1], V[:, -1]
+        elif cfg.keys == "last":
+            subj = _means_at_last_token(model, subj_texts, [site, post])
+            k_star = subj[site]
+            if cfg.target == "mlp_out":
+                v_star = W0 @ red[site]                              # what W writes for the harmless concept
+            elif cfg.target == "residual":
+                shift = red[post] - subj[post]
+                v_star = W0 @ k_star + shift / len(layers)           # spread the residual shift over the layers
+            else:
+                raise ValueError(f"target={cfg.target!r} is not one of residual, mlp_out")
+            A, B = rank_one_update(W0, C, k_star, v_star, cfg.lambda_reg)
+        else:
+            raise ValueError(f"keys={cfg.keys!r} is not one of last, subject")
         deltas.append(TensorDelta(model.weight_name(f"blocks.{L}.mlp.W_out"), "low_rank", tuple(W.shape),
                                   str(W.dtype).replace("torch.", ""), A=A, B=B))
-        details.append({"layer": L, "k_norm": float(k_star.norm()), "v_shift": float((v_star - W0 @ k_star).norm())})
+        details.append({"layer": L, "rank": int(A.shape[1]), "k_norm": float(k_star.norm()),
+                        "v_shift": float((v_star - W0 @ k_star).norm())})
     provenance.update({"layers": layers, "n_contexts": len(subj_texts), "redirect_to": concept.redirect_to,
                        "updates": details})
     return Edit("rocr", model.model_id, deltas, concept=concept.name, provenance=provenance)

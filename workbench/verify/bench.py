@@ -10,7 +10,8 @@ from typing import Sequence
 
 from workbench.verify.battery import validate_report, validate_result, verify_edit
 
-__all__ = ["run_bench", "bench_figures", "write_html", "validate_report", "validate_result", "format_table"]
+__all__ = ["run_bench", "bench_figures", "write_html", "validate_report", "validate_result", "format_table",
+           "compact_table"]
 
 CHEAP_VERIFY = {"relearn": False, "fluency": False}
 
@@ -132,3 +133,29 @@ def format_table(results: Sequence[dict]) -> str:
         return "  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(b) for b in body)])
+
+
+def compact_table(result: dict) -> str:
+    """Before/after table of one verify_edit result: forget, retain, perplexity, KL, per form."""
+    rows = [("", "before", "after")]
+    for key in ("forget", "retain"):
+        for m in ("hit", "prob"):
+            rows.append((f"{key} {m}", f"{result[key][f'{m}_before']:.3f}", f"{result[key][f'{m}_after']:.3f}"))
+    ppl = result["perplexity"]
+    if ppl["before"] is not None:
+        rows.append(("perplexity (held-out)", f"{ppl['before']:.2f}", f"{ppl['after']:.2f}"))
+    if "kl" in result:
+        rows.append(("KL to unedited (nats)", "0", f"{result['kl']:.4f}"))
+    for form, v in result["by_form"].items():
+        rows.append((f"  forget hit: {form}", f"{v['hit_before']:.2f}", f"{v['hit_after']:.2f}"))
+    for form, v in result.get("retain_by_form", {}).items():
+        rows.append((f"  retain hit: {form}", f"{v['hit_before']:.2f}", f"{v['hit_after']:.2f}"))
+    if "parametric_trace" in result:
+        pt = result["parametric_trace"]
+        rows.append((f"concept vectors kept (top {pt['top_n']})", "1.00", f"{pt['signature_remaining']:.2f}"))
+    if "logit_lens_leakage" in result:
+        lk = result["logit_lens_leakage"]
+        rows.append(("lens: answer top-10 share", f"{lk['before']['top10_share']:.2f}",
+                     f"{lk['after']['top10_share']:.2f}"))
+    width = max(len(r[0]) for r in rows) + 2
+    return "\n".join(f"{a:<{width}}{b:>10}{c:>10}" for a, b, c in rows)
