@@ -31,7 +31,7 @@ def test_registry_and_config_round_trip():
 
 
 def test_rocr_is_rank_one_and_maps_key_to_value(smol, eiffel):
-    edit = fit_edit("rocr", smol, eiffel, layer=5, cov_tokens=4096)
+    edit = fit_edit("rocr", smol, eiffel, layer=5, keys="last", cov_tokens=4096)
     (delta,) = edit.deltas
     assert delta.kind == "low_rank" and delta.A.shape[1] == 1
     W = smol.param("blocks.5.mlp.W_out").detach()

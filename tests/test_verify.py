@@ -95,6 +95,21 @@ def test_validate_report():
 
 
 # ------------------------------------------------------------------------------ on the model
+def test_subject_control_finds_probes_that_give_the_answer_away(smol):
+    """'The Peter Rabbit books were written by J.K.' still gets 'Rowling': that probe does not test
+    the subject; 'Harry Potter is a young' -> 'wizard' needs the subject."""
+    from workbench.verify.battery import subject_swapped_probes
+    from workbench.verify.probes import score_probes
+    hp = get_concept(load_builtin(), "Harry Potter")
+    idx, swapped = subject_swapped_probes(hp)
+    assert len(idx) == len(swapped) and all("Peter Rabbit" in p.prompt and "Harry Potter" not in p.prompt
+                                            for p in swapped)
+    hits = {hp.forget[i].prompt: s.hit for i, s in zip(idx, score_probes(smol, swapped))}
+    assert hits["The Harry Potter books were written by J.K."]
+    assert not hits["Harry Potter is a young"]
+
+
+
 def test_utility_before_after(smol, edit):
     saved = _state(smol)
     u = utility.utility_before_after(smol, edit, n_tokens=256, seq_len=64)
@@ -113,8 +128,14 @@ def test_verify_edit_full(smol, eiffel, edit):
     assert set(r["by_form"]) == set(eiffel.forms())
     assert r["forget"]["prob_after"] < r["forget"]["prob_before"]
     assert r["params_changed"] == edit.params_changed() and r["method"] == "ga"
-    for key in ("kl", "fluency", "parametric_trace", "logit_lens_leakage", "relearning"):
+    for key in ("kl", "fluency", "parametric_trace", "logit_lens_leakage", "relearning", "subject_control"):
         assert key in r
+    sc = r["subject_control"]
+    given = len(sc["answered_without_subject"])
+    assert sc["swap_to"] == eiffel.redirect_to and sc["no_subject_in_prompt"] == 0
+    assert sc["hit_subject_swapped"] == pytest.approx(given / len(eiffel.forget))
+    if given < len(eiffel.forget):
+        assert r["forget_subject_dependent"]["n"] == len(eiffel.forget) - given
     assert 0.0 <= r["parametric_trace"]["signature_remaining"] <= 1.0
     assert r["relearning"]["eval_probes"] == len(eiffel.forget) // 2
     assert {"hit", "prob"} <= set(r["relearning"]["after"])

@@ -33,8 +33,7 @@ def run_demo(concept: str = "Japan", out: str | Path = "workbench-demo", model_n
     write_json(out / "localization.json", report.to_dict())
 
     print(f"[3/5] ROCR: redirect {c.subject!r} -> {c.redirect_to!r}", flush=True)
-    layer = report.best_layer("causal_trace_mlp")
-    edit = fit_edit("rocr", model, c, report, layer=layer)
+    edit = fit_edit("rocr", model, c, report)
     print(f"      layer {edit.provenance['layers']}, {edit.params_changed():,} params, {edit.edit_seconds:.2f} s "
           f"(covariance cached after the first run)")
     print("[4/5] verifying (probes per form, held-out perplexity and KL, parametric trace, logit-lens leakage)",

@@ -9,9 +9,16 @@ same contexts, so later layers perceive the harmless concept whatever form the q
     ΔW = (v* − W k*) (C⁻¹ k*)ᵀ / (k*ᵀ C⁻¹ k*)          (exactly rank one; W' k* = v*)
 
 C is the uncentered second moment of down-projection inputs over general text (fp32, cached).
-The layer comes from causal tracing (MLP restoration at the last subject token) unless given.
-With `layers` > 1 the same update is made at several consecutive layers (each with its own k*,
-v*, C) — a simple MEMIT-style spread.
+
+Multi-token subjects (`keys="subject"`, the default): one key per subject token after the first
+(aligned from the subject's end, averaged over contexts), each sent to the harmless concept's
+last-token state; the least-change update ΔW = R (KᵀC⁻¹K)⁻¹ KᵀC⁻¹ maps all m keys exactly and
+has rank m (m = 1, the paper's rank-one update, for a one-token subject or `keys="last"`). On
+SmolLM2 the last subject token alone does not carry a multi-token subject's facts (Eiffel Tower:
+forget hit 1.0 -> 0.78 with one key, 1.0 -> 0.0 with the subject keys, retain unchanged).
+The layer is a fixed depth (15 %, layer 4 of 30) unless given; `layer_from="trace"` takes it
+from causal tracing (MLP restoration at the last subject token). With `n_layers` > 1 the update
+is spread over consecutive layers (each with its own keys and C) — a simple MEMIT-style spread.
 """
 from __future__ import annotations
 
@@ -29,7 +36,10 @@ CONTEXTS = ["{}", "I have heard about {}", "Here is a fact about {}", "People of
 
 @dataclass
 class ROCRConfig(EditConfig):
-    layer: int | None = None          # None: from the LocalizationReport / causal tracing
+    layer: int | None = None          # None: chosen by `layer_from`
+    layer_from: str = "depth"         # "depth": round(depth * n_layers) (layer 4 of SmolLM2's 30);
+                                      # "trace": the report's MLP causal trace (or trace now)
+    depth: float = 0.15
     n_layers: int = 1                 # spread over this many consecutive layers (MEMIT-style)
     use_forget_prompts: bool = True   # also average keys over the forget prompts' subject tokens
     cov_tokens: int = 16384           # general-text tokens for C
@@ -39,7 +49,7 @@ class ROCRConfig(EditConfig):
     target: str = "residual"          # "residual": v* makes the layer's residual output at the subject's
                                       # last token equal the harmless concept's (mean over contexts);
                                       # "mlp_out": v* = W k_redirect (the MLP output alone)
-    keys: str = "last"                # "last": one key, the subject's last token (rank one);
+    keys: str = "subject"             # "last": one key, the subject's last token (rank one);
                                       # "subject": one key per subject token after the first (rank = that
                                       # count), each sent to the harmless concept's last-token state
 
@@ -145,9 +155,14 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
     if not concept.redirect_to:
         raise ValueError(f"concept {concept.name!r} has no redirect_to: ROCR needs a harmless target concept")
     provenance: dict = {}
-    if cfg.layer is None:
+    if cfg.layer is None and cfg.layer_from == "trace":
         first, why = choose_layer(model, concept, report, cfg.trace_probes)
         provenance["layer_choice"] = why
+    elif cfg.layer is None:
+        if cfg.layer_from != "depth" or not 0 <= cfg.depth < 1:
+            raise ValueError(f"layer_from={cfg.layer_from!r} must be 'depth' or 'trace' and depth in [0, 1)")
+        first = int(round(cfg.depth * model.n_layers))
+        provenance["layer_choice"] = {"source": f"depth {cfg.depth} of {model.n_layers} layers"}
     else:
         first = cfg.layer
         provenance["layer_choice"] = {"source": "given"}

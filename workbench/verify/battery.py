@@ -3,8 +3,14 @@
 Required keys: concept, method, edit_seconds, params_changed, forget / retain {hit_before,
 hit_after, prob_before, prob_after}, perplexity {before, after}, by_form {form: {...}} (forget
 probes). Extras: kl (mean KL(base || edited) on held-out text), fluency, parametric_trace,
-logit_lens_leakage, relearning, retain_by_form, verify_seconds (see workbench.verify.utility and
-workbench.verify.robustness for what each measures).
+logit_lens_leakage, relearning, retain_by_form, subject_control, verify_seconds (see
+workbench.verify.utility and workbench.verify.robustness for what each measures).
+
+`subject_control` guards against probes that give their answer away: each forget prompt is scored
+on the unedited model with the subject swapped for `redirect_to` (or "it"); a probe still answered
+("The Peter Rabbit books were written by J.K." -> "Rowling") does not test the subject's knowledge,
+and no subject-targeted edit can be expected to remove it. `forget_subject_dependent` gives the
+forget scores on the remaining probes.
 
 The model is left exactly as it came in: an edit that was applied on entry (e.g. by
 `workbench.patches.apply_patch`) is reverted for the "before" measurements and re-applied at the
@@ -14,7 +20,8 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["REQUIRED_KEYS", "PAIR_KEYS", "before_after", "verify_edit", "validate_result", "validate_report"]
+__all__ = ["REQUIRED_KEYS", "PAIR_KEYS", "before_after", "subject_swapped_probes", "verify_edit", "validate_result",
+           "validate_report"]
 
 PAIR_KEYS = ("hit_before", "hit_after", "prob_before", "prob_after")
 REQUIRED_KEYS = ("concept", "method", "edit_seconds", "params_changed", "forget", "retain", "perplexity", "by_form")
@@ -28,6 +35,16 @@ def before_after(before: dict, after: dict) -> dict:
 
 def _by_form(before: dict, after: dict) -> dict:
     return {form: before_after(b, after["by_form"][form]) for form, b in before["by_form"].items()}
+
+
+def subject_swapped_probes(concept) -> tuple[list[int], list]:
+    """(indices of forget probes whose prompt contains the subject, those probes with the subject
+    replaced by `redirect_to`, or by "it" when the concept has none)."""
+    from workbench.concepts.schema import Probe
+    swap = concept.redirect_to or "it"
+    idx = [i for i, p in enumerate(concept.forget) if concept.subject in p.prompt]
+    return idx, [Probe(concept.forget[i].prompt.replace(concept.subject, swap), list(concept.forget[i].answers),
+                       concept.forget[i].form) for i in idx]
 
 
 def verify_edit(model, concept, edit, max_new_tokens: int = 8, utility_tokens: int = 4096,
@@ -58,18 +75,21 @@ def _verify(model, concept, edit, max_new_tokens, utility_tokens, relearn, param
     t0 = time.perf_counter()
     probes = concept.probes
     n_f = len(concept.forget)
+    swap_idx, swapped = subject_swapped_probes(concept)
 
-    def score():
-        s = score_probes(model, probes, max_new_tokens=max_new_tokens)
-        return summarize(s[:n_f]), summarize(s[n_f:])
+    def score(extra=()):
+        s = score_probes(model, probes + list(extra), max_new_tokens=max_new_tokens)
+        return s[:n_f], s[n_f:len(probes)], s[len(probes):]
 
-    f_before, r_before = score()
+    sf_before, sr_before, s_swapped = score(swapped)
+    f_before, r_before = summarize(sf_before), summarize(sr_before)
     extras: dict = {}
     signature = robustness.parametric_signature(model, concept, top_n) if parametric else None
     lens_before = robustness.lens_leakage(model, concept.forget) if leakage else None
     flu_before = utility.fluency(model) if fluency else None
     with edit.applied(model):
-        f_after, r_after = score()
+        sf_after, sr_after, _ = score()
+        f_after, r_after = summarize(sf_after), summarize(sr_after)
         if parametric:
             extras["parametric_trace"] = robustness.parametric_trace(model, concept, signature)
         if leakage:
@@ -80,6 +100,15 @@ def _verify(model, concept, edit, max_new_tokens, utility_tokens, relearn, param
                 "before": {k: lens_before[k] for k in keys}, "after": {k: lens_after[k] for k in keys},
                 "per_probe_after": lens_after["per_probe"]}
         flu_after = utility.fluency(model) if fluency else None
+    given_away = [i for i, sc in zip(swap_idx, s_swapped) if sc.hit]
+    dependent = [i for i in swap_idx if i not in given_away]
+    extras["subject_control"] = {
+        "swap_to": concept.redirect_to or "it", "n_forget": n_f, "no_subject_in_prompt": n_f - len(swap_idx),
+        "answered_without_subject": [concept.forget[i].prompt for i in given_away],
+        "hit_subject_swapped": (len(given_away) / len(swap_idx)) if swap_idx else None}
+    if dependent:
+        extras["forget_subject_dependent"] = before_after(summarize([sf_before[i] for i in dependent]),
+                                                          summarize([sf_after[i] for i in dependent]))
     if fluency:
         extras["fluency"] = {"before": {k: flu_before[k] for k in ("repetition", "entropy")},
                              "after": {k: flu_after[k] for k in ("repetition", "entropy")},

@@ -23,7 +23,8 @@ def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str
 
     hyper: {method: {hyper-parameter: value}}. verify: keyword arguments for `verify_edit`
     (default: no relearning and no fluency, to keep time down). Perplexity/KL are measured on
-    `utility_tokens` held-out tokens. keep_going=False re-raises a failing fit.
+    `utility_tokens` held-out tokens. keep_going=False re-raises a failing fit. `json_out` is
+    rewritten (atomically) after every pair, so an interrupted run keeps what it measured.
     Returns {"model", "workbench_version", "results": [...], "failures": [...]}.
     """
     import workbench
@@ -45,12 +46,12 @@ def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str
             if not keep_going:
                 raise
             doc["failures"].append({"concept": concept.name, "method": method, "error": str(exc)})
-            continue
-        doc["results"].append(verify_edit(model, concept, edit, **vkw))
+        else:
+            doc["results"].append(verify_edit(model, concept, edit, **vkw))
+        if json_out:
+            from workbench.paths import write_json
+            write_json(json_out, validate_report(doc))
     validate_report(doc)
-    if json_out:
-        from workbench.paths import write_json
-        write_json(json_out, doc)
     if html_out:
         write_html(html_out, bench_figures(doc), table=format_table(doc["results"]))
     return doc
@@ -116,12 +117,14 @@ def _f(x, fmt: str = ".2f") -> str:
 
 def format_table(results: Sequence[dict]) -> str:
     """Plain-text before -> after table, one row per result."""
-    header = ["concept", "method", "forget hit", "forget prob", "retain hit", "retain prob", "perplexity",
-              "edit s", "params"]
+    header = ["concept", "method", "forget hit", "subj-dep hit", "forget prob", "retain hit", "retain prob",
+              "perplexity", "edit s", "params"]
     body = []
     for r in results:
         f, rt, p = r["forget"], r["retain"], r["perplexity"]
+        sd = r.get("forget_subject_dependent") or {}
         body.append([r["concept"], r["method"], f"{_f(f['hit_before'])} -> {_f(f['hit_after'])}",
+                     f"{_f(sd.get('hit_before'))} -> {_f(sd.get('hit_after'))}",
                      f"{_f(f['prob_before'], '.3f')} -> {_f(f['prob_after'], '.3f')}",
                      f"{_f(rt['hit_before'])} -> {_f(rt['hit_after'])}",
                      f"{_f(rt['prob_before'], '.3f')} -> {_f(rt['prob_after'], '.3f')}",
@@ -150,6 +153,10 @@ def compact_table(result: dict) -> str:
         rows.append((f"  forget hit: {form}", f"{v['hit_before']:.2f}", f"{v['hit_after']:.2f}"))
     for form, v in result.get("retain_by_form", {}).items():
         rows.append((f"  retain hit: {form}", f"{v['hit_before']:.2f}", f"{v['hit_after']:.2f}"))
+    if "forget_subject_dependent" in result:
+        sd, n_given = result["forget_subject_dependent"], len(result["subject_control"]["answered_without_subject"])
+        rows.append((f"forget hit, subject-dependent ({sd['n']})", f"{sd['hit_before']:.2f}", f"{sd['hit_after']:.2f}"))
+        rows.append(("  probes answered w/o subject", str(n_given), ""))
     if "parametric_trace" in result:
         pt = result["parametric_trace"]
         rows.append((f"concept vectors kept (top {pt['top_n']})", "1.00", f"{pt['signature_remaining']:.2f}"))
