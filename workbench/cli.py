@@ -80,7 +80,8 @@ COMMANDS = {}
 def _extra_commands(sub) -> None:
     """Sub-commands that live next to their library modules register here."""
     import importlib
-    for module in ("workbench.cli_more", "workbench.cli_verify"):
+    for module in ("workbench.cli_more", "workbench.cli_verify", "workbench.cli_wagle", "workbench.cli_moe",
+                   "workbench.cli_sae", "workbench.cli_dashboard", "workbench.cli_diffusion"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

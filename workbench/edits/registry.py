@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -43,7 +44,8 @@ _REGISTRY: dict[str, Method] = {}
 # modules that register methods when imported (lazy: a broken optional one breaks only itself)
 _PROVIDERS = {"ablate": "workbench.edits.ablate", "rocr": "workbench.edits.rocr",
               "ga": "workbench.edits.unlearn", "graddiff": "workbench.edits.unlearn",
-              "npo": "workbench.edits.unlearn", "simnpo": "workbench.edits.unlearn"}
+              "npo": "workbench.edits.unlearn", "simnpo": "workbench.edits.unlearn",
+              "wagle": "workbench.edits.wagle", "uoe": "workbench.edits.uoe", "sae-clamp": "workbench.edits.sae_clamp"}
 
 
 def register(name: str, config_cls: type[EditConfig], summary: str = ""):
@@ -57,7 +59,9 @@ def register(name: str, config_cls: type[EditConfig], summary: str = ""):
 
 
 def methods() -> list[str]:
-    return sorted(set(_PROVIDERS) | set(_REGISTRY))
+    """Registered methods and those whose provider module is present."""
+    present = {n for n, mod in _PROVIDERS.items() if importlib.util.find_spec(mod) is not None}
+    return sorted(present | set(_REGISTRY))
 
 
 def get_method(name: str) -> Method:
