@@ -18,7 +18,7 @@ def app_path() -> Path:
 def streamlit_command(host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.address", host,
             "--server.port", str(port), "--server.headless", "true" if headless else "false",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
 
 
 def cmd_dashboard(args) -> int:

@@ -59,9 +59,18 @@ def set_model(name: str) -> None:
 
 
 def sidebar() -> None:
-    """Session status in the sidebar: model, concept, located kinds, edit, verification."""
+    """Session status in the sidebar (model, concept, located kinds, edit, verification); call
+    `refresh_sidebar()` after the page changed the session so the sidebar shows the new state."""
+    st.session_state["_sidebar_slot"] = st.sidebar.empty()
+    refresh_sidebar()
+
+
+def refresh_sidebar() -> None:
     s = st.session_state
-    with st.sidebar:
+    slot = s.get("_sidebar_slot")
+    if slot is None:
+        return
+    with slot.container():
         st.caption("This session")
         st.markdown(f"**model** `{s.get('model_name', default_model())}`")
         c = s.get("concept")

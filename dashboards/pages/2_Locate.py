@@ -30,6 +30,7 @@ if source == "built-in":
         st.session_state["concept_from"] = "built-in"
         for key in ("report", "edit", "verify_result"):
             st.session_state.pop(key, None)
+        ui.refresh_sidebar()
 elif source == "form editor":
     seed = st.session_state.get("concept") or builtin["Japan"]
     forget_rows, retain_rows = ds.concept_rows(seed)
@@ -48,6 +49,7 @@ elif source == "form editor":
                 st.session_state.update(concept=concept, concept_from="form")
                 for key in ("report", "edit", "verify_result"):
                     st.session_state.pop(key, None)
+                ui.refresh_sidebar()
                 st.success(f"concept {concept.name!r}: {len(concept.forget)} forget, {len(concept.retain)} retain probes")
 else:
     upload = st.file_uploader("Concept file (.jsonl)", type=["jsonl", "json", "txt"], key="concept_upload")
@@ -91,6 +93,7 @@ if st.button("Run location", type="primary"):
                                                    validate_top=int(validate_top), on_step=step)
         for key in ("edit", "verify_result"):
             st.session_state.pop(key, None)
+        ui.refresh_sidebar()
 
 report = st.session_state.get("report")
 if report is None:

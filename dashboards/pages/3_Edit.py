@@ -45,6 +45,7 @@ if go:
         st.session_state.update(edit=edit, edit_origin="fitted here")
         st.session_state.pop("verify_result", None)
         st.session_state.pop("probe_rows", None)
+        ui.refresh_sidebar()
 
 edit = st.session_state.get("edit")
 if edit is None:
@@ -62,7 +63,11 @@ st.subheader("Base versus edited")
 prompt = st.text_area("Prompt", value=concept.forget[0].prompt, key="edit_prompt")
 n_new = st.slider("new tokens", 1, ds.MAX_NEW_TOKENS, 16, key="edit_new_tokens")
 with ui.inline_errors("generation"):
-    pair = ds.generate_pair(model, prompt, edit, max_new_tokens=int(n_new))
+    memo = (prompt, int(n_new), id(edit))
+    if st.session_state.get("pair_key") != memo:           # reruns of this page reuse the last generation
+        st.session_state["pair"] = ds.generate_pair(model, prompt, edit, max_new_tokens=int(n_new))
+        st.session_state["pair_key"] = memo
+    pair = st.session_state["pair"]
     g1, g2 = st.columns(2)
     g1.markdown("**base**")
     g1.code(prompt + pair["base"], language=None)

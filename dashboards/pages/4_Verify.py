@@ -27,6 +27,7 @@ if model is not None and concept is not None and edit is not None:
             st.session_state["verify_result"] = ds.verify(model, concept, edit, utility_tokens=int(utility_tokens),
                                                           relearn=relearn, fluency=fluency, parametric=parametric,
                                                           leakage=leakage)
+            ui.refresh_sidebar()
 else:
     st.info("Fit an edit on the Edit page (or apply a patch on the Patches page) to verify it.")
 

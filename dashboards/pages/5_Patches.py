@@ -50,10 +50,12 @@ if loaded is not None:
             ds.check_patch(patch, model)
             st.session_state.update(edit=patch.new_edit(), edit_origin="patch")
             st.session_state.pop("verify_result", None)
+            ui.refresh_sidebar()
             st.success(f"applied to this session: every fingerprint matches {patch.base_model}")
     if a2.button("Revert", disabled=st.session_state.get("edit_origin") != "patch"):
         st.session_state.pop("edit", None)
         st.session_state.pop("edit_origin", None)
+        ui.refresh_sidebar()
         intact = ds.base_intact(model, patch)
         (st.success if intact else st.error)(
             "reverted: every touched tensor matches its base fingerprint" if intact
