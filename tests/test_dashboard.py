@@ -205,3 +205,50 @@ def test_corrupt_patch_upload_is_refused(tmp_path):
     from workbench.patches import PatchError
     with pytest.raises(PatchError, match="not a .zip patch"):
         read_patch_upload(b"not a zip", "x.zip")
+
+
+# ------------------------------------------------------------------ support functions, no browser
+def test_optional_views_render_from_evidence_and_say_why_when_missing(smol):
+    from workbench import dashboard_support as ds
+    from workbench.locate import Evidence, LocalizationReport
+    status = ds.optional_evidence_status(smol)
+    assert status["routing"] and ("dense" in status["routing"] or "not built yet" in status["routing"])
+    for key, why in status.items():
+        module = ds.OPTIONAL_EVIDENCE[key][0]
+        import importlib.util
+        assert (why is not None and "not built yet" in why) == (importlib.util.find_spec(module) is None)
+    rep = LocalizationReport("m", "c")
+    rep.add_evidence([Evidence(f"blocks.{L}.mlp.experts.{E}", "expert_routing", L + E / 10, L, None,
+                               {"expert": E, "affinity_forget": 0.5 + E / 10, "affinity_retain": 0.1})
+                      for L in (1, 3) for E in range(3)])
+    fig = ds.evidence_heatmap(rep, "expert_routing", "t", value="affinity_forget")
+    assert fig.data[0].z[1][2] == pytest.approx(0.7) and list(fig.data[0].y) == [1, 3]
+    assert ds.evidence_heatmap(rep, "weight_attribution", "t") is None
+    rep.add_evidence([Evidence("sae#7", "sae_feature", 0.9, 3, 0.2,
+                               {"top_tokens": ["Tokyo"], "snippets": [{"tokens": ["<b>", " Tokyo"], "acts": [0.0, 2.0]}]})])
+    (feat,) = ds.sae_snippets(rep)
+    assert feat["feature"] == "sae#7" and "&lt;b&gt;" in feat["snippets"][0] and "rgba(255,120,0,1.00)" in feat["snippets"][0]
+    result = {"forget": {"hit_before": 1, "hit_after": 0, "prob_before": .5, "prob_after": .1},
+              "retain": {"hit_before": 1, "hit_after": 1, "prob_before": .5, "prob_after": .5},
+              "perplexity": {"before": None, "after": None}, "by_form": {},
+              "routing_drift": {"forget": {"per_layer": {"1": {"changed_share": 0.25}, "3": {"changed_share": 0.5}}},
+                                "retain": {"per_layer": {"1": {"changed_share": 0.0}, "3": {"changed_share": 0.1}}}}}
+    figs = ds.verify_figures(result)
+    assert list(figs["routing_drift"].data[0].y) == [0.25, 0.5] and "perplexity" not in figs
+
+
+def test_hyper_parameter_form_and_concept_form_validation():
+    from workbench import dashboard_support as ds
+    from workbench.concepts import ConceptFileError
+    fields = {f["name"]: f for f in ds.method_fields("rocr")}
+    assert fields["depth"]["default"] == 0.15 and fields["layer"]["type"] == "int"
+    assert ds.coerce_hyper("rocr", {"depth": "0.15", "layer": "None", "n_layers": "2"}) == {"n_layers": 2}
+    with pytest.raises(ValueError, match="rocr.layer: 'x' is not an integer"):
+        ds.coerce_hyper("rocr", {"layer": "x"})
+    c = ds.concept_from_form("Q", "Q", "", [{"prompt": "Q is in", "answers": "A | B", "form": None}, {"prompt": ""}],
+                             [{"prompt": "R is in", "answers": "C"}])
+    assert c.forget[0].answers == ["A", "B"] and c.forget[0].form == "completion" and len(c.forget) == 1
+    with pytest.raises(ConceptFileError, match="forget"):
+        ds.concept_from_form("Q", "Q", "", [], [{"prompt": "R", "answers": "C"}])
+    with pytest.raises(ValueError, match="over the limit"):
+        ds.check_prompt("x" * (ds.MAX_PROMPT_CHARS + 1))

@@ -217,6 +217,8 @@ def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate
             names = (kind,) if kind in BASE_LOCATE_KINDS else OPTIONAL_EVIDENCE[kind][2]
             part = locate(model, concept, kinds=names, trace_probes=trace_probes, validate_top=validate_top,
                           progress=False)
+            if kind in OPTIONAL_EVIDENCE and not any(e.kind == OPTIONAL_EVIDENCE[kind][1] for e in part.evidence):
+                _optional_direct(model, concept, kind, part)
             fused.add_evidence(part.evidence)
             fused.profiles.update(part.profiles)
             fused.traces += part.traces
@@ -225,6 +227,19 @@ def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate
     if on_step:
         on_step(len(kinds), len(kinds), None)
     return fused
+
+
+def _optional_direct(model, concept, kind: str, report) -> None:
+    """Optional evidence that locate() does not (yet) run by name: call its module directly when it
+    exposes a report-level entry point; otherwise record why it is missing in report.meta."""
+    module = importlib.import_module(OPTIONAL_EVIDENCE[kind][0])
+    entry = {"routing": "add_routing_evidence", "sae": "add_sae_evidence", "weights": "add_weight_evidence"}[kind]
+    fn = getattr(module, entry, None)
+    if fn is None:
+        report.meta.setdefault("unavailable", {})[kind] = (
+            f"{OPTIONAL_EVIDENCE[kind][0]} has no {entry}() and locate() did not produce {OPTIONAL_EVIDENCE[kind][1]}")
+        return
+    fn(report, model, concept)
 
 
 def concept_vector_rows(report, n: int = 20) -> list[dict]:
@@ -272,8 +287,9 @@ def trace_figures(report) -> list:
     return [Trace.from_dict(t).figure() for t in report.traces]
 
 
-def evidence_heatmap(report, kind: str, title: str):
-    """Layer x (expert | module | feature) heat map from the `details` of one evidence kind.
+def evidence_heatmap(report, kind: str, title: str, value: str = "score"):
+    """Layer x (expert | module | feature) heat map of one evidence kind, coloured by the evidence
+    score or by `details[value]` (e.g. routing's affinity_forget vs affinity_retain).
 
     Columns come from details["expert"], details["module"] or the site's last part."""
     import plotly.graph_objects as go
@@ -289,7 +305,8 @@ def evidence_heatmap(report, kind: str, title: str):
     layers = sorted({e.layer for e in items})
     z = [[None] * len(cols) for _ in layers]
     for e in items:
-        z[layers.index(e.layer)][cols.index(col(e))] = float(e.score)
+        v = e.score if value == "score" else e.details.get(value)
+        z[layers.index(e.layer)][cols.index(col(e))] = None if v is None else float(v)
     fig = go.Figure(go.Heatmap(z=z, x=cols, y=layers, colorscale="Viridis"))
     fig.update_layout(title=title, yaxis_title="layer")
     return fig
@@ -393,8 +410,14 @@ def verify(model, concept, edit, utility_tokens: int = 1024, relearn: bool = Fal
            parametric: bool = True, leakage: bool = True, max_new_tokens: int = 8) -> dict:
     from workbench.verify.battery import verify_edit
     with edited(model):
-        return verify_edit(model, concept, edit, max_new_tokens=max_new_tokens, utility_tokens=utility_tokens,
-                           relearn=relearn, parametric=parametric, leakage=leakage, fluency=fluency)
+        result = verify_edit(model, concept, edit, max_new_tokens=max_new_tokens, utility_tokens=utility_tokens,
+                             relearn=relearn, parametric=parametric, leakage=leakage, fluency=fluency)
+        if ("routing_drift" not in result and model.info.n_experts
+                and importlib.util.find_spec(OPTIONAL_EVIDENCE["routing"][0]) is not None):
+            module = importlib.import_module(OPTIONAL_EVIDENCE["routing"][0])
+            if hasattr(module, "routing_drift_for_edit"):
+                result["routing_drift"] = module.routing_drift_for_edit(model, concept, edit)
+    return result
 
 
 def headline(result: dict) -> dict:
@@ -449,10 +472,15 @@ def verify_figures(result: dict) -> dict[str, Any]:
         figs["relearning"] = fig
     drift = result.get("routing_drift")
     if isinstance(drift, dict):
-        per_layer = drift.get("per_layer") or drift.get("layers")
-        if isinstance(per_layer, list) and per_layer and all(isinstance(x, (int, float)) for x in per_layer):
-            fig = go.Figure(go.Bar(x=list(range(len(per_layer))), y=per_layer))
-            fig.update_layout(title="Routing drift by layer", xaxis_title="layer")
+        fig = go.Figure()
+        for part in ("forget", "retain"):
+            per_layer = (drift.get(part) or {}).get("per_layer")
+            if isinstance(per_layer, dict) and per_layer:
+                fig.add_trace(go.Bar(x=[int(k) for k in per_layer], name=part,
+                                     y=[v.get("changed_share") for v in per_layer.values()]))
+        if fig.data:
+            fig.update_layout(barmode="group", title="Routing drift: share of top-k expert slots changed, by layer",
+                              xaxis_title="layer", yaxis_title="changed share")
             figs["routing_drift"] = fig
     return figs
 
@@ -511,3 +539,28 @@ def base_intact(model, patch) -> bool:
     from workbench.patches import tensor_fingerprint
     with edited(model):
         return all(tensor_fingerprint(model.hf.get_parameter(n)) == fp for n, fp in patch.manifest["fingerprints"].items())
+
+
+def snippet_html(tokens: list[str], acts: list[float]) -> str:
+    """Tokens as HTML spans shaded by activation (max of the snippet = full colour); escaped."""
+    import html
+    top = max([a for a in acts if a is not None] + [1e-12])
+    spans = []
+    for t, a in zip(tokens, acts):
+        alpha = max(0.0, min(1.0, (a or 0.0) / top))
+        spans.append(f"<span title='{a:.3f}' style='background: rgba(255,120,0,{alpha:.2f}); "
+                     f"border-radius: 3px; white-space: pre'>{html.escape(t)}</span>")
+    return "<div style='font-family: monospace; line-height: 1.9'>" + "".join(spans) + "</div>"
+
+
+def sae_snippets(report, n_features: int = 5) -> list[dict]:
+    """[{"feature", "score", "causal effect", "promotes", "suppresses", "snippets": [html]}] for the
+    top SAE-feature evidence that carries top-activating snippets."""
+    out = []
+    for e in report.ranked("sae_feature")[:n_features]:
+        snips = [snippet_html(s["tokens"], s["acts"]) for s in e.details.get("snippets") or []
+                 if isinstance(s, dict) and "tokens" in s and "acts" in s]
+        out.append({"feature": e.site, "score": e.score, "causal effect": e.causal_effect,
+                    "promotes": e.details.get("top_tokens", []), "suppresses": e.details.get("suppressed_tokens", []),
+                    "snippets": snips})
+    return out

@@ -143,5 +143,21 @@ for tab, key, title in ((tabs[4], "sae", "SAE features"), (tabs[5], "routing", "
         else:
             fig = ds.evidence_heatmap(report, kind, title)
             if fig is not None:
-                st.plotly_chart(fig, width="stretch")
+                st.plotly_chart(fig, width="stretch", key=f"heat_{key}")
+            if key == "routing":                          # concept (forget) vs control (retain) routing
+                h1, h2 = st.columns(2)
+                for col, (value, label) in zip((h1, h2), (("affinity_forget", "concept (forget probes)"),
+                                                           ("affinity_retain", "control (retain probes)"))):
+                    fig = ds.evidence_heatmap(report, kind, f"Router affinity: {label}", value=value)
+                    if fig is not None:
+                        col.plotly_chart(fig, width="stretch", key=f"heat_{value}")
+            if key == "sae":
+                for feat in ds.sae_snippets(report):
+                    st.markdown(f"**{feat['feature']}** score {feat['score']:.3f}, causal effect "
+                                f"{feat['causal effect']}; promotes `{feat['promotes'][:6]}`, "
+                                f"suppresses `{feat['suppresses'][:6]}`")
+                    for snippet in feat["snippets"]:
+                        st.html(snippet)
             st.dataframe(pd.DataFrame(rows), hide_index=True)
+        if report.meta.get("unavailable", {}).get(key):
+            st.caption(report.meta["unavailable"][key])
