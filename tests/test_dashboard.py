@@ -155,6 +155,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     at.switch_page("pages/4_Verify.py").run()
     at.number_input(key="v_tokens").set_value(512)
     at.checkbox(key="v_leakage").uncheck()
+    at.checkbox(key="v_parametric").uncheck()
     next(b for b in at.button if b.label == "Run verification").click().run()
     _ok(at)
     assert not _errors(at)
@@ -164,7 +165,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     cards = {m.label: m.value for m in at.metric}
     assert cards["forget hit"] == f"{result['forget']['hit_after']:.3f}"
     assert "perplexity" in cards and "KL to base" in cards
-    assert len(at.get("plotly_chart")) >= 5
+    assert len(at.get("plotly_chart")) >= 5                                # bars, perplexity, per form, trade-off
 
     # patches: export, read back, apply (fingerprints match), revert (base intact); wrong base refused
     at.switch_page("pages/5_Patches.py").run()
