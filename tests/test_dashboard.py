@@ -34,6 +34,18 @@ def _errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
+class _Clock:
+    """Prints the wall time of each step of a long flow (shown by pytest on failure, or with -s)."""
+    def __init__(self):
+        import time
+        self.time, self.t0 = time.perf_counter, time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        t = self.time()
+        print(f"{step:<28} {t - self.t0:7.1f} s", flush=True)
+        self.t0 = t
+
+
 def _shared_model():
     from workbench import dashboard_ui
     return dashboard_ui._load("smollm2-135m")
@@ -104,7 +116,9 @@ def _wrong_base_patch(tmp_path, model) -> Path:
 
 def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     from workbench.patches import tensor_fingerprint
+    clock = _Clock()
     model = _shared_model()
+    clock("model")
     at = _app("app.py").run()
     at.switch_page("pages/2_Locate.py").run()
     _ok(at)
@@ -115,6 +129,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     next(b for b in at.button if b.label == "Run location").click().run()
     _ok(at)
     assert not _errors(at)
+    clock("locate")
     report = at.session_state["report"]
     assert {"residual_direction", "concept_vector"} <= set(report.profiles)
     tables = [d.value for d in at.dataframe]
@@ -130,6 +145,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     at.button[0].click().run()
     _ok(at)
     assert not _errors(at)
+    clock("fit rocr")
     edit = at.session_state["edit"]
     assert edit.method == "rocr" and not edit.applied_now
     names = edit.names
@@ -139,6 +155,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     assert "Tokyo" in base and "Tokyo" not in edited                       # side by side, scoped
     next(b for b in at.button if b.label.startswith("Score")).click().run()
     _ok(at)
+    clock("probe table")
     probes = at.session_state["probe_rows"]
     forget = [r for r in probes if r["set"] == "forget"]
     assert sum(r["hit after"] for r in forget) < sum(r["hit before"] for r in forget)
@@ -147,6 +164,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     other = _app("pages/1_Model.py").run()
     other.text_area(key="model_prompt").set_value("The capital of Japan is the city of").run()
     _ok(other)
+    clock("other session")
     top = next(d.value for d in other.dataframe if "token" in d.value.columns).iloc[0]["token"]
     assert top.strip() == "Tokyo"
     assert {n: tensor_fingerprint(model.hf.get_parameter(n)) for n in names} == before
@@ -159,6 +177,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     next(b for b in at.button if b.label == "Run verification").click().run()
     _ok(at)
     assert not _errors(at)
+    clock("verify")
     result = at.session_state["verify_result"]
     assert result["forget"]["hit_after"] < result["forget"]["hit_before"]
     assert result["retain"]["hit_after"] >= result["retain"]["hit_before"] - 0.25
@@ -185,6 +204,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     assert any("reverted" in s.value for s in at.success)
     assert "edit" not in at.session_state
 
+    clock("patch apply/revert")
     wrong = _wrong_base_patch(tmp_path, model)
     at.text_input(key="patch_path").set_value(str(wrong))
     next(b for b in at.button if b.label == "Read patch").click().run()
@@ -194,6 +214,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     assert errs and "apply refused" in errs[0] and "patch was made for base tiny-llama" in errs[0]
     assert "edit" not in at.session_state
     assert {n: tensor_fingerprint(model.hf.get_parameter(n)) for n in names} == before
+    clock("wrong-base patch")
 
 
 def test_corrupt_patch_upload_is_refused(tmp_path):
@@ -246,10 +267,23 @@ def test_hyper_parameter_form_and_concept_form_validation():
     assert ds.coerce_hyper("rocr", {"depth": "0.15", "layer": "None", "n_layers": "2"}) == {"n_layers": 2}
     with pytest.raises(ValueError, match="rocr.layer: 'x' is not an integer"):
         ds.coerce_hyper("rocr", {"layer": "x"})
-    c = ds.concept_from_form("Q", "Q", "", [{"prompt": "Q is in", "answers": "A | B", "form": None}, {"prompt": ""}],
+    c = ds.concept_from_form("Q", "Q", "", [{"prompt": "Q is in", "answers": "A | B", "form": None}, {"prompt": ""},
+                              {"prompt": float("nan"), "answers": float("nan")}],
                              [{"prompt": "R is in", "answers": "C"}])
     assert c.forget[0].answers == ["A", "B"] and c.forget[0].form == "completion" and len(c.forget) == 1
     with pytest.raises(ConceptFileError, match="forget"):
         ds.concept_from_form("Q", "Q", "", [], [{"prompt": "R", "answers": "C"}])
     with pytest.raises(ValueError, match="over the limit"):
         ds.check_prompt("x" * (ds.MAX_PROMPT_CHARS + 1))
+
+
+def test_cli_dashboard_is_headless_on_loopback_and_rejects_bad_ports(capsys):
+    from workbench.cli import build_parser, main
+    from workbench.cli_dashboard import app_path, streamlit_command
+    args = build_parser().parse_args(["dashboard"])
+    assert (args.host, args.port) == ("127.0.0.1", 8501)
+    cmd = streamlit_command(args.host, args.port)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.headless") + 1] == "true" and str(app_path()) in cmd
+    assert main(["dashboard", "--port", "70000"]) == 2
+    assert "--port 70000: not a TCP port" in capsys.readouterr().err

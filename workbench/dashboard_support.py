@@ -68,12 +68,12 @@ def model_choices() -> list[str]:
 
 
 def built_models() -> list[Path]:
-    """HF folders (config.json) under WORKBENCH_HOME/{moe,models,built} up to two levels deep,
-    excluding the dequantized embedded models."""
+    """HF folders (config.json) under WORKBENCH_HOME/{models/synthetic,moe,built} (built synthetic
+    MoEs and the like) up to two levels deep; the dequantized embedded models are not listed."""
     from workbench.paths import home
     root = home()
     found = []
-    for sub in ("moe", "built", "worlds"):
+    for sub in ("models/synthetic", "moe", "built"):
         base = root / sub
         if base.is_dir():
             found += [p.parent for p in sorted(base.glob("*/config.json")) + sorted(base.glob("*/*/config.json"))]
@@ -149,15 +149,19 @@ def concept_from_form(name: str, subject: str, redirect_to: str, forget: list[di
     comma- or '|'-separated. Raises ConceptFileError naming the field (e.g. 'forget[1].answers')."""
     from workbench.concepts.schema import Concept
 
+    def text(value) -> str:                      # empty data-editor cells arrive as None or NaN
+        return value if isinstance(value, str) else ""
+
     def probes(rows):
         out = []
         for row in rows or []:
-            prompt = (row.get("prompt") or "")
-            if not str(prompt).strip():
+            prompt = text(row.get("prompt"))
+            if not prompt.strip():
                 continue
-            raw = row.get("answers") or ""
-            answers = raw if isinstance(raw, list) else [a.strip() for a in str(raw).replace("|", ",").split(",")]
-            out.append({"prompt": prompt, "answers": [a for a in answers if a], "form": (row.get("form") or "completion")})
+            raw = row.get("answers")
+            answers = raw if isinstance(raw, list) else [a.strip() for a in text(raw).replace("|", ",").split(",")]
+            out.append({"prompt": prompt, "answers": [a for a in answers if a],
+                        "form": text(row.get("form")).strip() or "completion"})
         return out
 
     d = {"name": name.strip(), "subject": subject, "forget": probes(forget), "retain": probes(retain)}

@@ -67,6 +67,7 @@ else:
             st.session_state.update(concept=pool[name], concept_from="file")
             for key in ("report", "edit", "verify_result"):
                 st.session_state.pop(key, None)
+            ui.refresh_sidebar()
 
 concept = st.session_state.get("concept")
 if concept is None:
