@@ -190,7 +190,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     at.switch_page("pages/5_Patches.py").run()
     _ok(at)
     assert at.get("download_button")
-    from workbench.dashboard_support import patch_bytes
+    from workbench.dashboard_verify import patch_bytes
     path = tmp_path / "japan.zip"
     path.write_bytes(patch_bytes(edit, model, result))
     at.text_input(key="patch_path").set_value(str(path))
@@ -223,7 +223,7 @@ def test_corrupt_patch_upload_is_refused(tmp_path):
     next(b for b in at.button if b.label == "Read patch").click().run()
     _ok(at)
     assert _errors(at) and "patch" in _errors(at)[0]
-    from workbench.dashboard_support import read_patch_upload
+    from workbench.dashboard_verify import read_patch_upload
     from workbench.patches import PatchError
     with pytest.raises(PatchError, match="not a .zip patch"):
         read_patch_upload(b"not a zip", "x.zip")
@@ -255,7 +255,8 @@ def test_optional_views_render_from_evidence_and_say_why_when_missing(smol):
               "perplexity": {"before": None, "after": None}, "by_form": {},
               "routing_drift": {"forget": {"per_layer": {"1": {"changed_share": 0.25}, "3": {"changed_share": 0.5}}},
                                 "retain": {"per_layer": {"1": {"changed_share": 0.0}, "3": {"changed_share": 0.1}}}}}
-    figs = ds.verify_figures(result)
+    from workbench.dashboard_verify import verify_figures
+    figs = verify_figures(result)
     assert list(figs["routing_drift"].data[0].y) == [0.25, 0.5] and "perplexity" not in figs
 
 
