@@ -43,6 +43,16 @@ def locate(model, concept, kinds: tuple[str, ...] = ("concept_vectors", "directi
             report.add_evidence([Evidence(f"blocks.{L}.{site_kind}", f"causal_trace_{kind}", prof[L], L, prof[L])
                                  for L in range(model.n_layers)])
             report.traces += [t.to_dict() for t in ts[:1]]
+    if "weights" in kinds:                       # WAGLE weight attribution (workbench.locate.weights)
+        from workbench.locate.weights import attribution_scores, score_evidence
+        ws = attribution_scores(model, concept, method="wagle", progress=progress)
+        timings["weights"] = ws.meta["seconds"]
+        items, profile = score_evidence(model, ws)
+        report.add_profile("weight_attribution", profile)
+        report.add_evidence(items)
+        report.meta["weight_attribution"] = {"method": ws.method, "mu": ws.meta.get("mu"), "passes": ws.meta["passes"],
+                                             "top_weights": ws.top_weights(10)}
+        del ws
     return report
 
 

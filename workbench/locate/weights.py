@@ -19,13 +19,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["SCORE_METHODS", "WeightScores", "attribution_scores", "forget_retain_gradients", "param_layer_module",
-           "score_evidence"]
+__all__ = ["SCORE_METHODS", "WeightScores", "attribution_scores", "attribution_from_losses", "collect_gradients",
+           "combine_scores", "param_layer_module", "score_evidence"]
 
 SCORE_METHODS = ("wagle", "snip", "gradient", "magnitude", "random")
 _LAYER_RE = re.compile(r"^(?P<prefix>.*?\.(?:layers|h))\.(?P<layer>\d+)\.(?P<module>.+?)(?:\.(?P<kind>weight|bias))?$")
@@ -58,34 +58,68 @@ def _mean_nll_grad(model, params: dict[str, torch.nn.Parameter], probes, batch_s
     return total
 
 
-def forget_retain_gradients(model, forget, retain, params: dict[str, torch.nn.Parameter], batch_size: int = 8,
-                            need_retain: bool = True, progress: bool = True):
-    """(g_f, g_r) as fp32 dicts name -> tensor (device of the params): gradients of the mean NLL of
-    the forget and retain probes. Model mode, requires_grad flags and .grad are restored."""
-    flags = {n: p.requires_grad for n, p in model.hf.named_parameters()}
-    was_training = model.hf.training
-    grads: list[dict[str, torch.Tensor] | None] = []
+def collect_gradients(module: torch.nn.Module, params: dict[str, torch.nn.Parameter],
+                      backward: Callable[[], Any]) -> dict[str, torch.Tensor]:
+    """Run `backward()` (which calls .backward() on one or more losses) with only `params`
+    requiring grad; returns name -> fp32 gradient (zeros where none arrived). Module mode,
+    requires_grad flags and .grad of every parameter are restored."""
+    flags = {n: p.requires_grad for n, p in module.named_parameters()}
+    was_training = module.training
+    chosen = {id(p) for p in params.values()}
     try:
-        model.hf.eval()
-        for n, p in model.hf.named_parameters():
-            p.requires_grad_(n in params)
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(id(p) in chosen)
             p.grad = None
-        for probes, desc, needed in ((forget, "forget gradient", True), (retain, "retain gradient", need_retain)):
-            if not needed:
-                grads.append(None)
-                continue
-            _mean_nll_grad(model, params, probes, batch_size, desc, progress)
-            g = {}
-            for n, p in params.items():
-                g[n] = p.grad.float() if p.grad is not None else torch.zeros(p.shape, device=p.device)
-                p.grad = None
-            grads.append(g)
+        backward()
+        return {n: p.grad.float() if p.grad is not None else torch.zeros(p.shape, device=p.device)
+                for n, p in params.items()}
     finally:
-        for n, p in model.hf.named_parameters():
+        for n, p in module.named_parameters():
             p.grad = None
             p.requires_grad_(flags[n])
-        model.hf.train(was_training)
-    return grads[0], grads[1]
+        module.train(was_training)
+
+
+def combine_scores(method: str, theta: torch.Tensor, g_f: torch.Tensor | None = None,
+                   g_r: torch.Tensor | None = None, mu: float = 1e-6) -> torch.Tensor:
+    """The per-weight score of `method` from the weight and the forget / retain gradients (fp32;
+    g_f is overwritten): wagle |(θ − g_r/μ)·g_f|, snip |θ·g_f|, gradient |g_f|, magnitude |θ|."""
+    if method == "magnitude":
+        return theta.detach().float().abs()
+    if method == "gradient":
+        return g_f.abs_()
+    if method == "snip":
+        return g_f.mul_(theta.detach().float()).abs_()
+    if method == "wagle":
+        return g_f.mul_(theta.detach().float() - g_r / mu).abs_()
+    raise ValueError(f"combine_scores: unknown method {method!r}")
+
+
+def attribution_from_losses(module: torch.nn.Module, params: dict[str, torch.nn.Parameter],
+                            forget_backward: Callable[[], Any] | None, retain_backward: Callable[[], Any] | None,
+                            method: str = "wagle", mu: float = 1e-6, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Scores (CPU fp32, shaped like each parameter) for any torch module: `forget_backward` /
+    `retain_backward` run .backward() on the forget / retain loss (e.g. mean NLL, possibly in
+    chunks). wagle needs both, snip/gradient the forget one, magnitude/random none."""
+    if method not in SCORE_METHODS:
+        raise ValueError(f"attribution method {method!r} is not one of {SCORE_METHODS}")
+    if method == "wagle" and not mu > 0:
+        raise ValueError(f"mu must be > 0 (got {mu})")
+    if method == "random":
+        gen = torch.Generator().manual_seed(seed)
+        return {n: torch.rand(p.shape, generator=gen) for n, p in params.items()}
+    if method == "magnitude":
+        return {n: combine_scores(method, p).cpu() for n, p in params.items()}
+    if forget_backward is None or (method == "wagle" and retain_backward is None):
+        raise ValueError(f"{method} scores need the forget" + (" and retain" if method == "wagle" else "") + " loss")
+    g_f = collect_gradients(module, params, forget_backward)
+    g_r = collect_gradients(module, params, retain_backward) if method == "wagle" else {}
+    out = {}
+    with torch.no_grad():
+        for n, p in params.items():
+            out[n] = combine_scores(method, p, g_f.pop(n), g_r.pop(n, None), mu).cpu()
+    return out
 
 
 # ------------------------------------------------------------------------------------ scores
@@ -246,26 +280,13 @@ def attribution_scores(model, concept=None, method: str = "wagle", mu: float = 1
         raise ValueError("wagle scores need retain probes (give a concept or retain=...)")
     selected = _select(model, params)
     t0 = time.perf_counter()
-    passes = 0
-    scores: dict[str, torch.Tensor] = {}
-    if method in ("magnitude", "random"):
-        gen = torch.Generator().manual_seed(seed)
-        for n, p in selected.items():
-            scores[n] = p.detach().float().abs().cpu() if method == "magnitude" else torch.rand(p.shape, generator=gen)
-    else:
-        g_f, g_r = forget_retain_gradients(model, forget, retain, selected, batch_size=batch_size,
-                                           need_retain=method == "wagle", progress=progress)
-        passes = 2 if method == "wagle" else 1
-        with torch.no_grad():
-            for n, p in selected.items():
-                gf = g_f.pop(n)
-                if method == "gradient":
-                    s = gf.abs_()
-                elif method == "snip":
-                    s = gf.mul_(p.detach().float()).abs_()
-                else:
-                    s = gf.mul_(p.detach().float() - g_r.pop(n) / mu).abs_()
-                scores[n] = s.cpu()
+
+    def backward(probes, desc):
+        return lambda: _mean_nll_grad(model, selected, probes, batch_size, desc, progress)
+
+    scores = attribution_from_losses(model.hf, selected, backward(forget, "forget gradient") if forget else None,
+                                     backward(retain, "retain gradient") if retain else None, method, mu, seed)
+    passes = {"wagle": 2, "snip": 1, "gradient": 1}.get(method, 0)
     meta = {"seconds": round(time.perf_counter() - t0, 3), "passes": passes, "params": params if isinstance(params, str)
             else "custom", "n_forget": len(forget or ()), "n_retain": len(retain or ()) if method == "wagle" else 0}
     if method == "wagle":
