@@ -240,10 +240,17 @@ def test_wagle_edit_on_embedded_model(smol, eiffel, tmp_path):
     with edit.applied(smol):
         p1 = _forget_prob(smol, eiffel)
     assert p1 < 0.5 * p0, f"forget prob {p0:.3f} -> {p1:.3f}"
-    out = edit.save(tmp_path / "eiffel.patch", model=smol)
+    out = edit.save(tmp_path / "eiffel.patch", model=smol)      # sparse deltas: indices + values only
     back = load_patch(out).new_edit()
-    assert back.params_changed() == edit.params_changed()
+    assert [d.name for d in back.deltas] == [d.name for d in edit.deltas]
+    for a, b in zip(back.deltas, edit.deltas):
+        assert a.kind == "sparse" and torch.equal(a.indices, b.indices) and torch.equal(a.values, b.values)
     with back.applied(smol):
-        assert _forget_prob(smol, eiffel) == pytest.approx(p1, abs=1e-6)
+        for d in back.deltas:
+            p = smol.hf.get_parameter(d.name)
+            assert torch.equal(p.reshape(-1)[d.indices], (before_all[d.name].reshape(-1)[d.indices] + d.values))
+            outside = torch.ones(p.numel(), dtype=torch.bool)
+            outside[d.indices] = False
+            assert torch.equal(p.reshape(-1)[outside], before_all[d.name].reshape(-1)[outside])
     for n, p in smol.hf.named_parameters():
         assert torch.equal(p, before_all[n])
