@@ -254,3 +254,62 @@ def test_wagle_edit_on_embedded_model(smol, eiffel, tmp_path):
             assert torch.equal(p.reshape(-1)[outside], before_all[d.name].reshape(-1)[outside])
     for n, p in smol.hf.named_parameters():
         assert torch.equal(p, before_all[n])
+
+
+def test_locate_weights_kind_on_tiny_model():
+    """locate(kinds=("weights",)): weight_attribution profile per layer and evidence per tensor
+    under site-grammar names, with head / MLP-unit details."""
+    from workbench.concepts.schema import Concept, Probe
+    from workbench.locate import locate
+    from workbench.locate.weights import attribution_scores
+    model = _tiny_hooked()
+    concept = Concept("Toy", "abc", forget=[Probe("abc is", ["xyz"]), Probe("abc has", ["qq"])],
+                      retain=[Probe("def is", ["uvw"])])
+    rep = locate(model, concept, kinds=("weights",), progress=False)
+    prof = rep.profiles["weight_attribution"]
+    assert len(prof) == model.n_layers and all(v >= 0 for v in prof)
+    ev = [e for e in rep.evidence if e.kind == "weight_attribution"]
+    names = dict(model.hf.named_parameters())
+    assert len(ev) == len(names)
+    sites = {e.site for e in ev}
+    assert {"blocks.0.mlp.W_out", "blocks.1.attn.W_Q", "embed.W_E"} <= sites
+    assert abs(sum(e.score for e in ev) - 1.0) < 1e-6          # shares of the total score mass
+    down = next(e for e in ev if e.site == "blocks.1.mlp.W_out")
+    assert len(down.details["top_units"]) == 5 and "top_heads" in next(e for e in ev if e.site == "blocks.1.attn.W_Q").details
+    assert rep.meta["weight_attribution"]["passes"] == 2 and "weights" in rep.meta["timings"]
+    # the aggregate views agree with the raw scores
+    ws = attribution_scores(model, concept, progress=False)
+    units = ws.units(model, 1)
+    heads = model.hf.config.num_attention_heads
+    assert len(units["heads"]) == heads and len(units["mlp_units"]) == model.info.d_mlp
+    q = ws.scores["model.layers.1.self_attn.q_proj.weight"].double()
+    o = ws.scores["model.layers.1.self_attn.o_proj.weight"].double()
+    assert abs(sum(units["heads"]) - float(q.sum() + o.sum())) < 1e-6 * float(q.sum() + o.sum())
+    top = ws.top_weights(3)
+    flat = torch.cat([t.reshape(-1) for t in ws.scores.values()])
+    assert top[0]["score"] == pytest.approx(float(flat.max()))
+    mods, layers, z = ws.heatmap()
+    assert layers == [0, 1] and "mlp.down_proj" in mods and len(z) == len(mods)
+    assert len(ws.figures()) == 2 and len(top_fraction(ws, 0.9).figures()) == 2
+
+
+def test_cli_wagle_mask_and_inspect(tmp_path):
+    import subprocess
+    import sys
+    run = lambda *a: subprocess.run([sys.executable, "-m", "workbench.cli", *a], capture_output=True, text=True,
+                                    timeout=600)
+    out = tmp_path / "m.safetensors"
+    r = run("wagle", "mask", "smollm2-135m", "--concepts", "builtin", "--concept", "Japan", "--method", "magnitude",
+            "--params", "model.layers.29.mlp", "--sparsity", "0.9", "--out", str(out), "--json", str(tmp_path / "m.json"),
+            "--html", str(tmp_path / "m.html"))
+    assert r.returncode == 0, r.stderr
+    mask = load_mask(out)
+    assert set(mask.masks) == {f"model.layers.29.mlp.{k}_proj.weight" for k in ("gate", "up", "down")}
+    assert abs(mask.density - 0.1) < 1e-6 and mask.meta["method"] == "magnitude"
+    r = run("wagle", "inspect", str(out))
+    assert r.returncode == 0 and "10.000%" in r.stdout
+    r = run("wagle", "mask", "smollm2-135m", "--concepts", "builtin", "--concept", "Japan", "--sparsity", "2",
+            "--out", str(out))
+    assert r.returncode == 2 and "--sparsity" in r.stderr
+    r = run("wagle", "inspect", str(tmp_path / "m.json"))
+    assert r.returncode == 2 and "m.json" in r.stderr
