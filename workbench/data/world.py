@@ -241,7 +241,8 @@ def make_world(n_entities: int = 200, seed: int = 0, shares: tuple[float, float,
     for i, (name, kind) in enumerate(zip(names, kinds)):
         attrs = KIND_ATTRS[kind]
         k = rng.randint(4, min(6, len(attrs)))
-        chosen = [a for a in attrs if a in rng.sample(attrs, k)]
+        picked = set(rng.sample(attrs, k))
+        chosen = [a for a in attrs if a in picked]
         facts = {}
         for a in chosen:
             pool = RELATIONS[a]["values"]

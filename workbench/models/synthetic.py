@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["Recipe", "RECIPES", "build_synthetic", "build_moe", "train_tokenizer", "fact_accuracy"]
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,10 @@ class Recipe:
     n_experts: int = 8
     top_k: int = 2
     d_expert: int = 256
-    steps: int = 1600
+    steps: int = 1400
     batch_size: int = 64
     lr: float = 3e-3
-    general_share: float = 0.2       # share of batch rows that are general text
+    general_share: float = 0.125      # share of batch rows that are general text
     general_len: int = 32            # tokens per general-text row
     aux_loss_coef: float = 0.02
     train_dense: bool = True
@@ -208,7 +208,8 @@ def build_moe(recipe: Recipe, out: str | Path, progress: bool = True) -> dict:
             acc = fact_accuracy(HookedModel(model, tok, name), world)
             info["models"][name] = {
                 "architecture": type(model).__name__, "n_params": sum(p.numel() for p in model.parameters()),
-                "train_seconds": round(train_s, 1), "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
+                "train_seconds": round(train_s, 1), "first_loss": round(losses[0], 4),
+                "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
                 "accuracy": acc}
         info["build_seconds"] = round(time.perf_counter() - t_start, 1)
         (tmp / "build.json").write_text(json.dumps(info, indent=1))
