@@ -154,6 +154,9 @@ def test_locate_on_moe_adds_expert_routing_evidence():
     assert report.ranked("expert_routing")[0].site == "blocks.1.mlp.experts.3"
     assert report.best_layer("expert_routing") == 1
     assert report.meta["expert_attribution"]["top"][0]["site"] == "blocks.1.mlp.experts.3"
+    from workbench.edits import fit_edit
+    edit = fit_edit("uoe", m, c, report, steps=1, loss="ga")           # the report's top expert is used
+    assert (edit.hyper["layer"], edit.hyper["expert"]) == (1, 3)
 
 
 # ------------------------------------------------------------------------------ uoe

@@ -1,7 +1,8 @@
 """`uoe`: unlearning one expert (UOE / SEUF, Zhuang et al., ACL 2025, arXiv 2411.18797).
 
 On a mixture-of-experts model, forgetting is confined to the single expert most engaged by the
-concept: (1) expert attribution (workbench.locate.routing) ranks every (layer, expert) pair by
+concept: (1) expert attribution (workbench.locate.routing, or the `expert_routing` evidence of a
+LocalizationReport when one is given) ranks every (layer, expert) pair by
 router affinity on the forget sequences (contrasted with retain sequences by default) and picks
 the top one; (2) only that expert's slices of the fused expert tensors (gate_up_proj[e],
 down_proj[e]) and, optionally, its router row (gate.weight[e]) are trained with an unlearning loss
@@ -78,7 +79,10 @@ def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
         raise ValueError(f"uoe: steps must be >= 1 and lr > 0 (got steps={cfg.steps}, lr={cfg.lr})")
     torch.manual_seed(cfg.seed)
     attribution = None
-    if cfg.layer < 0 or cfg.expert < 0:
+    routed = report.ranked("expert_routing") if report is not None else []
+    if (cfg.layer < 0 or cfg.expert < 0) and routed:          # a LocalizationReport with routing evidence
+        layer, expert = routed[0].layer, int(routed[0].details["expert"])
+    elif cfg.layer < 0 or cfg.expert < 0:
         attribution = expert_attribution(model, concept, contrast=cfg.contrast)
         layer, expert = attribution.top.layer, attribution.top.expert
     else:
