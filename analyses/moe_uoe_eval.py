@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", required=True)
     ap.add_argument("--html", default=None)
     args = ap.parse_args(argv)
-    from workbench.cli_moe import known_entities
+    from workbench.cli_moe import completion_accuracy, known_entities
     from workbench.data.world import World
     from workbench.models import load_model
     from workbench.paths import write_json
@@ -149,14 +149,20 @@ def main(argv=None) -> int:
     folder = Path(args.model)
     world = World.load(folder / "world.json")
     model = load_model(str(folder))
-    names = known_entities(model, world, args.entities, min_acc=args.min_acc)
+    acc = completion_accuracy(model, world)
+    n_facts = {e.name: len(e.facts) for e in world.entities}
+    fact_acc = sum(acc[k] * n_facts[k] for k in acc) / sum(n_facts.values())
+    print(f"completion (training phrasing) greedy accuracy over {sum(n_facts.values())} facts: {fact_acc:.3f}; "
+          f"entities fully known: {sum(v == 1.0 for v in acc.values())}/{len(acc)}")
+    names = known_entities(model, world, args.entities, min_acc=args.min_acc, accuracy=acc)
     if not names:
         print(f"{folder}: no entity reaches completion accuracy {args.min_acc}", file=sys.stderr)
         return 2
     print(f"entities: {names}")
     doc = evaluate(model, world, names, loss=args.loss, steps=args.steps, lr=args.lr, lr_full=args.lr_full,
                    utility_tokens=args.utility_tokens)
-    doc.update({"model": str(folder), "entities": names, "args": vars(args)})
+    doc.update({"model": str(folder), "entities": names, "args": vars(args),
+                "completion_accuracy": fact_acc})
     build = folder / "build.json"
     if build.exists():
         doc["build"] = json.loads(build.read_text())

@@ -23,19 +23,25 @@ def cmd_build_moe(args) -> int:
     return 0
 
 
-def known_entities(model, world, n: int, min_acc: float = 1.0, prefer_heldout_questions: bool = True) -> list[str]:
-    """Up to n entities whose training-phrasing (completion) probes the model answers (>= min_acc),
-    entities whose question form was held out from training first, then in world order."""
+def completion_accuracy(model, world) -> dict[str, float]:
+    """Greedy hit rate of each entity's training-phrasing (completion) probes: {entity: accuracy}."""
     from workbench.verify.probes import generate_batched, is_hit
     rows = [(e, p) for e in world.entities for p in world.probes(e, forms=("completion",))]
     outs = generate_batched(model, [p["prompt"] for _, p in rows], max_new_tokens=6, batch_size=64)
     score: dict[str, list[int]] = {}
     for (e, p), o in zip(rows, outs):
         score.setdefault(e.name, []).append(int(is_hit(o, p["answers"])))
+    return {name: sum(v) / len(v) for name, v in score.items()}
+
+
+def known_entities(model, world, n: int, min_acc: float = 1.0, prefer_heldout_questions: bool = True,
+                   accuracy: dict[str, float] | None = None) -> list[str]:
+    """Up to n entities whose training-phrasing (completion) probes the model answers (>= min_acc),
+    entities whose question form was held out from training first, then in world order."""
+    acc = completion_accuracy(model, world) if accuracy is None else accuracy
     order = sorted(world.entities, key=lambda e: (prefer_heldout_questions and e.qa_trained,
                                                   world.entities.index(e)))
-    picked = [e.name for e in order if sum(score[e.name]) / len(score[e.name]) >= min_acc]
-    return picked[:n]
+    return [e.name for e in order if acc[e.name] >= min_acc][:n]
 
 
 def cmd_world_concepts(args) -> int:
