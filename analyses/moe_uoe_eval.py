@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 
-SCOPES = ("uoe", "layer", "full")
+SCOPES = ("uoe", "uoe_down", "layer", "full")     # uoe_down: only the expert's down projection (+ router row)
 
 
 
 def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30, lr: float = 1e-3,
-             lr_full: float | None = None, utility_tokens: int = 2048, max_new_tokens: int = 6) -> dict:
+             lr_full: float | None = None, utility_tokens: int = 2048, max_new_tokens: int = 6,
+             scopes: tuple[str, ...] = ("uoe", "layer", "full")) -> dict:
     from workbench.concepts.schema import Concept
     from workbench.data.world import concepts_for
     from workbench.edits import fit_edit
@@ -43,11 +44,13 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
         train_c = Concept.from_dict({**rec, "forget": [p for p in rec["forget"] if p["form"] == "completion"]})
         held = [p for p in full_c.forget if p.extra.get("held_out")]
         layer = None
-        for scope in SCOPES:
+        for scope in scopes:
             t0 = time.perf_counter()
             if scope == "uoe":
                 edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr)
                 layer = edit.hyper["layer"]
+            elif scope == "uoe_down":
+                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr, tensors="down_proj")
             elif scope == "layer":
                 edit = fit_edit(loss, model, train_c, steps=steps, lr=lr, params=f".layers.{layer}.mlp.experts.")
             else:
@@ -73,7 +76,7 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
                    "routing_drift_forget": res["routing_drift"]["forget"]["changed_share"],
                    "routing_drift_retain": res["routing_drift"]["retain"]["changed_share"],
                    "by_form": {f: (v["hit_before"], v["hit_after"]) for f, v in bf.items()}}
-            if scope == "uoe":
+            if scope.startswith("uoe"):
                 row["selection_rate_forget"] = edit.provenance["selection_rate_forget"]
             rows.append(row)
             print(f"{full_c.name:<18} {scope:<5} forget {row['forget_hit_training_phrasing'][0]:.2f}->"
@@ -138,6 +141,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-full", type=float, default=None, help="lr of the full-model run (default: --lr)")
     ap.add_argument("--utility-tokens", type=int, default=2048)
+    ap.add_argument("--scopes", default="uoe,layer,full", help=f"comma-separated, from {','.join(SCOPES)}")
     ap.add_argument("--json", required=True)
     ap.add_argument("--html", default=None)
     args = ap.parse_args(argv)
@@ -160,7 +164,7 @@ def main(argv=None) -> int:
         return 2
     print(f"entities: {names}")
     doc = evaluate(model, world, names, loss=args.loss, steps=args.steps, lr=args.lr, lr_full=args.lr_full,
-                   utility_tokens=args.utility_tokens)
+                   utility_tokens=args.utility_tokens, scopes=tuple(args.scopes.split(",")))
     doc.update({"model": str(folder), "entities": names, "args": vars(args),
                 "completion_accuracy": fact_acc})
     build = folder / "build.json"

@@ -294,3 +294,13 @@ def test_uoe_on_built_moe_end_to_end(tiny_build, tmp_path):
     assert edit.params_changed() / total == pytest.approx(edit.provenance["fraction_params_changed"])
     assert edit.params_changed() / total < 0.05
     assert edit.provenance["site"] == f"blocks.{edit.hyper['layer']}.mlp.experts.{edit.hyper['expert']}"
+
+
+def test_uoe_can_train_only_the_experts_down_projection(planted):
+    from workbench.edits import fit_edit
+    m, c = planted
+    edit = fit_edit("uoe", m, c, steps=2, lr=1e-2, loss="ga", tensors="down_proj", train_router=False)
+    assert edit.names == ["model.layers.1.mlp.experts.down_proj"]
+    assert edit.params_changed() == m.hf.get_parameter(edit.names[0])[2].numel()
+    with pytest.raises(ValueError, match="tensors="):
+        fit_edit("uoe", m, c, steps=1, tensors="w9")

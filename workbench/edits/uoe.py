@@ -41,6 +41,7 @@ class UOEConfig(UnlearnConfig):
     anchor: float = 1.0            # weight of the router anchor loss (SEUF: 1)
     train_router: bool = True      # also train the expert's router row
     contrast: str = "difference"   # attribution: forget - retain affinity ('difference') or forget only ('none')
+    tensors: str = "all"           # the expert's tensors to train: all | comma-separated names (e.g. down_proj)
     lr: float = 1e-3
     steps: int = 30
     alpha: float = 1.0             # retain-loss weight (graddiff / npo / simnpo)
@@ -94,6 +95,12 @@ def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
                          f"{n_exp} experts)")
 
     params = expert_tensors(model, layer, router=cfg.train_router)
+    if cfg.tensors != "all":
+        wanted = {t.strip() for t in cfg.tensors.split(",") if t.strip()}
+        known = {n.rsplit(".", 1)[-1] for n in params if ".gate." not in n}
+        if not wanted or not wanted <= known:
+            raise ValueError(f"uoe: tensors={cfg.tensors!r}; the experts hold {sorted(known)}")
+        params = {n: p for n, p in params.items() if n.rsplit(".", 1)[-1] in wanted or n.endswith(".gate.weight")}
     forget = probe_batch(model, concept.forget)
     retain = probe_batch(model, concept.retain) if cfg.loss != "ga" and cfg.alpha else None
     nll_ref = None
