@@ -52,6 +52,9 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
             elif scope == "uoe_down":
                 edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr, tensors="down_proj")
             elif scope == "layer":
+                if layer is None:
+                    from workbench.locate.routing import expert_attribution
+                    layer = expert_attribution(model, train_c).top.layer
                 edit = fit_edit(loss, model, train_c, steps=steps, lr=lr, params=f".layers.{layer}.mlp.experts.")
             else:
                 edit = fit_edit(loss, model, train_c, steps=steps, lr=lr_full or lr, params="all")
