@@ -42,6 +42,7 @@ class UOEConfig(UnlearnConfig):
     train_router: bool = True      # also train the expert's router row
     contrast: str = "difference"   # attribution: forget - retain affinity ('difference') or forget only ('none')
     tensors: str = "all"           # the expert's tensors to train: all | comma-separated names (e.g. down_proj)
+    params: str = "expert"         # (fixed: uoe trains only the chosen expert; see `tensors`)
     lr: float = 1e-3
     steps: int = 30
     alpha: float = 1.0             # retain-loss weight (graddiff / npo / simnpo)
