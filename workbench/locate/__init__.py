@@ -11,6 +11,14 @@ def locate(model, concept, kinds: tuple[str, ...] = ("concept_vectors", "directi
     """Run the evidence kinds and fuse them into one LocalizationReport."""
     report = LocalizationReport(model.model_id, concept.name, meta={"timings": {}})
     timings = report.meta["timings"]
+    if getattr(model.family, "is_moe", False) and "concept_vectors" in kinds:
+        # MoE: no dense value vectors to scan; expert routing attribution takes their place
+        kinds = tuple(k for k in kinds if k != "concept_vectors") + ("expert_routing",)
+    if "expert_routing" in kinds:
+        from workbench.locate.routing import add_routing_evidence
+        t0 = time.perf_counter()
+        add_routing_evidence(report, model, concept)
+        timings["expert_routing"] = round(time.perf_counter() - t0, 2)
     if "concept_vectors" in kinds:
         from workbench.locate.concept_vectors import locate_concept_vectors
         t0 = time.perf_counter()
