@@ -74,7 +74,8 @@ def concept_texts(model, concept) -> tuple[list[str], list[str]]:
     from workbench.locate.common import answer_text, probe_texts
     fp, fa = probe_texts(model, concept.forget)
     rp, ra = probe_texts(model, concept.retain)
-    return fp + [answer_text(p, a) for p, a in zip(fp, fa)], rp + [answer_text(p, a) for p, a in zip(rp, ra)]
+    return (fp + [p + answer_text(p, a) for p, a in zip(fp, fa)],
+            rp + [p + answer_text(p, a) for p, a in zip(rp, ra)])
 
 
 def corpus_texts(model, n_tokens: int = 4096, seq_len: int = 64, split: str = "heldout") -> list[str]:
