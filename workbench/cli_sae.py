@@ -30,7 +30,7 @@ def cmd_sae_train(args) -> int:
             raise ValueError(f"--hook {h!r} is a weight, not an activation site")
     widths = _ints(args.width, "--width") or [2048]
     cfg = train.SAETrainConfig(width=widths[0], k=args.k, tokens=args.tokens, epochs=args.epochs, lr=args.lr,
-                               batch_size=args.batch_size, seed=args.seed)
+                               batch_size=args.batch_size, seed=args.seed, source=args.source)
     if args.runner == "sae-lens":
         if len(hooks) != 1 or len(widths) != 1:
             raise ValueError("--runner sae-lens trains one SAE: give one --hook and one --width")
@@ -101,6 +101,8 @@ def register(sub, commands) -> None:
     t.add_argument("--lr", type=float, default=5e-4)
     t.add_argument("--batch-size", type=int, default=1024)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--source", choices=["shakespeare", "kjv", "wordnet"], default="shakespeare",
+                   help="training corpus (kjv / wordnet: `make corpora`)")
     t.add_argument("--runner", choices=["cache", "sae-lens"], default="cache",
                    help="cache: cached activations + sae-lens SAETrainer (several SAEs per forward); "
                         "sae-lens: sae-lens's LanguageModelSAETrainingRunner on the TransformerLens view")
