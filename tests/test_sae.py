@@ -70,6 +70,20 @@ def test_sae_trains_and_reduces_reconstruction_error_on_tiny_model(home):
     assert rec2[0]["metrics"]["fvu"] < before
 
 
+def test_sae_lens_runner_path_on_the_transformer_lens_view(home):
+    """sae-lens's LanguageModelSAETrainingRunner with override_model = the TL view, in-memory dataset."""
+    from workbench.sae import store, train
+    model = tiny_model()
+    site = "blocks.1.hook_resid_post"
+    cfg = train.SAETrainConfig(width=64, k=8, tokens=4096, seq_len=32, epochs=4, batch_size=256, lr=2e-3,
+                               heldout_tokens=1024)
+    rec = train.train_with_runner(model, site, home / "runner_sae", cfg, progress=False)
+    h = store.load_sae(home / "runner_sae")
+    assert h.site == site and h.meta["training"]["runner"] == "sae-lens"
+    assert tuple(h.sae.cfg.metadata.seqpos_slice) == (1, None)
+    assert rec["metrics"]["fvu"] < 0.5 and rec["metrics"]["l0"] == pytest.approx(8)
+
+
 def test_load_sae_errors_name_the_folder(tmp_path):
     from workbench.sae.store import SAEStoreError, load_sae
     with pytest.raises(SAEStoreError, match="no such SAE folder"):
@@ -196,6 +210,7 @@ def test_sae_clamp_patch_round_trip(smol, smol_sae, tmp_path):
         save_sae(smol_sae.sae, smol_sae.source["path"], smol_sae.name, smol_sae.site, smol.model_id)
 
 
+@pytest.mark.slow      # ~2 min on a busy 2-core CPU; the hook-edit mechanics it relies on are covered above
 def test_sae_clamp_runs_through_the_verification_battery(smol, smol_sae):
     from workbench.concepts import get_concept, load_builtin
     from workbench.edits.sae_clamp import sae_clamp_edit

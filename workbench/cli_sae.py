@@ -95,11 +95,11 @@ def register(sub, commands) -> None:
     t.add_argument("--hook", action="append", default=None, metavar="SITE",
                    help="activation site, e.g. blocks.15.hook_resid_post (repeatable; default: mid-layer residual)")
     t.add_argument("--width", default=None, help="SAE width(s): 2048 or 1024,2048 (default 2048)")
-    t.add_argument("--tokens", type=int, default=200_000, help="corpus tokens to cache and train on")
+    t.add_argument("--tokens", type=int, default=100_000, help="corpus tokens to cache and train on")
     t.add_argument("--k", type=int, default=32, help="TopK: active features per token")
-    t.add_argument("--epochs", type=float, default=4.0)
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--batch-size", type=int, default=1024)
+    t.add_argument("--epochs", type=float, default=2.0)
+    t.add_argument("--lr", type=float, default=7e-4)
+    t.add_argument("--batch-size", type=int, default=512)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--source", choices=["shakespeare", "kjv", "wordnet"], default="shakespeare",
                    help="training corpus (kjv / wordnet: `make corpora`)")

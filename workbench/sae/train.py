@@ -33,10 +33,10 @@ class SAETrainConfig:
     """Hyper-parameters of one TopK SAE (and of the activation cache it trains from)."""
     width: int = 2048
     k: int = 32
-    tokens: int = 200_000            # corpus tokens to cache (first positions excluded)
-    epochs: float = 4.0              # passes over the cached tokens
-    batch_size: int = 1024
-    lr: float = 5e-4
+    tokens: int = 100_000            # corpus tokens to cache (first positions excluded)
+    epochs: float = 2.0              # passes over the cached tokens
+    batch_size: int = 512
+    lr: float = 7e-4
     seq_len: int = 128
     source: str = "shakespeare"
     heldout_tokens: int = 16_384
@@ -195,10 +195,10 @@ def train_with_runner(model, site: str | None = None, out: str | Path | None = N
         model_name=model.model_id, hook_name=site, dataset_path="in-memory", is_dataset_tokenized=True,
         streaming=False, context_size=cfg.seq_len, prepend_bos=False, seqpos_slice=(1, None),
         training_tokens=total, train_batch_size_tokens=cfg.batch_size, lr=cfg.lr, lr_warm_up_steps=0,
-        n_batches_in_buffer=2, store_batch_size_prompts=max(1, store_rows // 2), device="cpu", act_store_device="cpu",
-        seed=cfg.seed, dtype="float32", eval_every_n_wandb_logs=10**9, n_eval_batches=1,
-        logger=LoggingConfig(log_to_wandb=False), output_path=None, n_checkpoints=0,
-        checkpoint_path=None, save_final_checkpoint=False, verbose=progress)
+        n_batches_in_buffer=max(20, -(-2 * cfg.batch_size // (cfg.seq_len - 1))),
+        store_batch_size_prompts=max(1, store_rows // 2), n_batches_for_norm_estimate=10, device="cpu", act_store_device="cpu",
+        seed=cfg.seed, dtype="float32", n_eval_batches=1, logger=LoggingConfig(log_to_wandb=False),
+        output_path=None, n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False, verbose=progress)
     t0 = time.perf_counter()
     runner = LanguageModelSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=tl)
     training_sae = runner.run()
