@@ -123,6 +123,16 @@ def test_feature_search_ranks_a_planted_feature_first():
     assert ranked[0].index == planted and ranked[0].name == "planted#17"
     assert ranked[0].rate_concept == 1.0 and ranked[0].rate_control == 0.0
     assert ranked[0].score > 1.0 and all(f.score < ranked[0].score for f in ranked[1:])
+    # through locate(): SAE evidence in the LocalizationReport, described and round-tripped
+    from workbench.locate import LocalizationReport, locate
+    from workbench.locate.sae import feature_figure
+    report = locate(model, concept, kinds=(), sae=handle, sae_top=3)
+    ev = [e for e in report.evidence if e.kind == "sae_feature"]
+    assert len(ev) == 3 and max(ev, key=lambda e: e.score).site == "planted#17"
+    top = max(ev, key=lambda e: e.score)
+    assert top.layer == 1 and top.causal_effect is not None and len(top.details["top_tokens"]) == 10
+    assert top.details["histogram"]["n_tokens"] > 0 and report.meta["saes"][0]["name"] == "planted"
+    assert LocalizationReport.from_dict(json.loads(json.dumps(report.to_dict()))).evidence[0].site == ev[0].site
 
 
 # ----------------------------------------------------------------------------- sae-clamp
