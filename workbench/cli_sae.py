@@ -23,12 +23,12 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 def cmd_sae_train(args) -> int:
     from workbench.sae import train
+    widths = _ints(args.width, "--width") or [2048]
     model = _load(args)
     hooks = args.hook or [train.default_site(model)]
     for h in hooks:
         if model.site(h).is_weight:
             raise ValueError(f"--hook {h!r} is a weight, not an activation site")
-    widths = _ints(args.width, "--width") or [2048]
     cfg = train.SAETrainConfig(width=widths[0], k=args.k, tokens=args.tokens, epochs=args.epochs, lr=args.lr,
                                batch_size=args.batch_size, seed=args.seed, source=args.source)
     if args.runner == "sae-lens":

@@ -210,8 +210,11 @@ def _load_sae_lens_folder(folder: Path, device: str = "cpu"):
     for f in ("cfg.json", "sae_weights.safetensors"):
         if not (folder / f).is_file():
             raise SAEStoreError(f"{folder}: not an SAE folder ({f} is missing)")
+    import warnings
     try:
-        sae = SAE.load_from_disk(str(folder), device=device)
+        with warnings.catch_warnings():       # sae-lens advises on TransformerLens loading; not relevant here
+            warnings.filterwarnings("ignore", message=".*model_from_pretrained_kwargs.*")
+            sae = SAE.load_from_disk(str(folder), device=device)
     except Exception as exc:           # sae_lens raises assorted errors on bad configs
         raise SAEStoreError(f"{folder}: cannot load the SAE ({type(exc).__name__}: {exc})") from exc
     return sae.requires_grad_(False).eval()
