@@ -213,7 +213,7 @@ def _load_sae_lens_folder(folder: Path, device: str = "cpu"):
     import warnings
     try:
         with warnings.catch_warnings():       # sae-lens advises on TransformerLens loading; not relevant here
-            warnings.filterwarnings("ignore", message=".*model_from_pretrained_kwargs.*")
+            warnings.filterwarnings("ignore", message="(?s).*model_from_pretrained_kwargs")
             sae = SAE.load_from_disk(str(folder), device=device)
     except Exception as exc:           # sae_lens raises assorted errors on bad configs
         raise SAEStoreError(f"{folder}: cannot load the SAE ({type(exc).__name__}: {exc})") from exc
