@@ -34,3 +34,9 @@ bench: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# optional corpora for SAE training / concept features (Debian packages): KJV Bible, WordNet glosses
+.PHONY: corpora
+corpora:
+	if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends bible-kjv wordnet-base; \
+	else sudo apt-get install -y --no-install-recommends bible-kjv wordnet-base; fi
