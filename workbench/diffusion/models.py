@@ -6,7 +6,9 @@ random-weight `StableDiffusionPipeline` built from configs with the real SD 1.x 
 (see `tokenizer.py`), saved once under `WORKBENCH_HOME/diffusion/` and loaded back through the
 same `from_pretrained` path as a real checkpoint. The tiny UNet has cross-attention width 48
 and 32/64-channel blocks, so every `attn2.to_k` / `attn2.to_v` is non-square ([32|64, 48]):
-a transposition bug raises instead of passing silently.
+a transposition bug raises instead of passing silently. Its token embeddings are drawn with std
+0.5 (CLIP's init uses 0.02) so that a token's identity survives the random layers, as it does in a
+trained encoder: "gogh" at layer 2 then has cosine ~0.9 with itself across prompts.
 
 `DiffusionModel` wraps the pipeline; its `.hf` is a `ModuleDict` of the text encoder and the
 UNet, so weight names are `unet.….attn2.to_k.weight` / `text_encoder.….weight` (the diffusers
@@ -24,7 +26,8 @@ from torch import nn
 from workbench.paths import atomic_path, cache_dir, resolve_device
 
 TINY = "tiny-sd"
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"
+TOKEN_STD = 0.5             # CLIP init uses 0.02: then position and context drown the token
 
 
 class DiffusionLoadError(RuntimeError):
@@ -55,6 +58,9 @@ def tiny_components(seed: int = 0, cross_dim: int = 48, text_layers: int = 4, ma
                                  max_position_embeddings=max_length, bos_token_id=49406,
                                  eos_token_id=49407, pad_token_id=49407, projection_dim=cross_dim)
     text_encoder = CLIPTextModel(text_config)
+    with torch.no_grad():      # token identity must survive the random layers, as in a trained encoder
+        emb = text_encoder.get_input_embeddings().weight
+        emb.copy_(torch.randn(emb.shape, generator=torch.Generator().manual_seed(seed + 3)) * TOKEN_STD)
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler,
