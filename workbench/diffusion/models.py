@@ -30,7 +30,7 @@ TINY_VERSION = "v2"
 TOKEN_STD = 0.5             # CLIP init uses 0.02: then position and context drown the token
 
 
-class DiffusionLoadError(RuntimeError):
+class DiffusionLoadError(ValueError):
     """A pipeline could not be loaded; the message says why and what to do."""
 
 

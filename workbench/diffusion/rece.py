@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.diffusion.uce import (ErasureSpec, UCEConfig, _delta, spec_from_concept, uce_edit, uce_factors)
+from workbench.diffusion.uce import (ErasureSpec, UCEConfig, _delta, preserve_texts, spec_from_concept, uce_edit,
+                                     uce_factors)
 from workbench.edits.base import Edit
 from workbench.edits.registry import register
 
@@ -87,7 +88,7 @@ def rece_edit(model, spec: ErasureSpec, cfg: RECEConfig | None = None, base: Edi
         current[d.name] = W + D
     concept_emb = model.encode(spec.erase)                         # [k, T, d]
     guide_emb = model.encode([spec.guide])[0]                      # [T, d]
-    preserve = spec.preserve or [""]
+    preserve = preserve_texts(spec, cfg) or [""]
     P = model.encode(preserve).reshape(-1, concept_emb.shape[-1])  # all rows of each preserved prompt
     rows = concept_rows(model, spec.erase[0])
     log = []

@@ -36,6 +36,7 @@ class UCEConfig(EditConfig):
     lamb: float = 0.1
     erase_scale: float = 1.0
     preserve_scale: float | None = None  # None: max(0.1, 1 / len(preserve)) as in the reference code
+    preserve_empty: bool = True         # also preserve the empty prompt (the reference's " " retain text)
     with_to_k: bool = True
     technique: str = "replace"          # "replace" | "tensor"
     tokens: str = "uce"                 # "uce" (last token .. end) | "eos" (last token + EOS) | "all"
@@ -91,10 +92,17 @@ def aligned_rows(model, old: str, new: str, tokens: str = "uce") -> tuple[torch.
     return emb[0, fo:T - (far - fo)], emb[1, fn:T - (far - fn)]
 
 
-def resolve_scales(spec: ErasureSpec, cfg: UCEConfig) -> float:
+def preserve_texts(spec: ErasureSpec, cfg: UCEConfig) -> list[str]:
+    texts = list(spec.preserve)
+    if cfg.preserve_empty and "" not in texts:
+        texts.append("")
+    return texts
+
+
+def resolve_scales(texts: list[str], cfg: UCEConfig) -> float:
     if cfg.preserve_scale is not None:
         return float(cfg.preserve_scale)
-    return round(max(0.1, 1.0 / len(spec.preserve)), 3) if spec.preserve else 0.0
+    return round(max(0.1, 1.0 / len(texts)), 3) if texts else 0.0
 
 
 # ---------------------------------------------------------------------------------- closed form
@@ -159,23 +167,27 @@ def erase_targets(model, spec: ErasureSpec, names: list[str], weights: dict[str,
     return C, targets
 
 
-def preserve_rows(model, spec: ErasureSpec, tokens: str) -> torch.Tensor | None:
-    if not spec.preserve:
+def preserve_rows(model, texts: list[str], tokens: str) -> torch.Tensor | None:
+    if not texts:
         return None
-    return torch.cat([aligned_rows(model, p, p, tokens)[0] for p in spec.preserve])
+    return torch.cat([aligned_rows(model, p, p, tokens)[0] for p in texts])
 
 
 def uce_edit(model, spec: ErasureSpec, cfg: UCEConfig | None = None) -> Edit:
     """Fit UCE on every cross-attention K/V projection of `model` (a DiffusionModel)."""
     from workbench.diffusion.sites import kv_weight_names
     cfg = cfg or UCEConfig()
-    if cfg.lamb <= 0 and not spec.preserve:
-        raise ValueError("lamb must be > 0 when nothing is preserved (the normal equations are singular)")
+    if not hasattr(model, "unet"):
+        raise ValueError("uce/rece edit Stable Diffusion pipelines: load one with workbench.diffusion.load_pipeline "
+                         "(CLI: workbench diffusion edit uce MODEL ...)")
+    if cfg.lamb <= 0:
+        raise ValueError(f"lamb={cfg.lamb}: must be > 0 (it keeps the normal equations well posed)")
     names = kv_weight_names(model, ("W_K", "W_V") if cfg.with_to_k else ("W_V",))
     weights = {n: model.hf.get_parameter(n).detach() for n in names}
-    s_p = resolve_scales(spec, cfg)
+    texts = preserve_texts(spec, cfg)
+    s_p = resolve_scales(texts, cfg)
     C, targets = erase_targets(model, spec, names, weights, cfg.technique, cfg.tokens)
-    P = preserve_rows(model, spec, cfg.tokens)
+    P = preserve_rows(model, texts, cfg.tokens)
     deltas = []
     for n in names:
         A, B = uce_factors(weights[n], C, targets[n], P, cfg.lamb, cfg.erase_scale, s_p)
