@@ -103,6 +103,7 @@ def load_sae(path: str | Path) -> tuple[TopKSAE, dict]:
     cfg = json.loads(meta["config"])
     sae = TopKSAE(int(cfg["d_in"]), int(cfg["width"]), int(cfg["k"]))
     sae.load_state_dict(load_file(str(path)))
+    sae.requires_grad_(False)
     return sae, json.loads(meta.get("extra", "{}"))
 
 
@@ -142,6 +143,7 @@ def train_sae(acts: torch.Tensor, width: int = 256, k: int = 8, steps: int = 600
         with torch.no_grad():
             sae.W_dec.data /= sae.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-8)
             fired |= (z > 0).any(0)
+    sae.requires_grad_(False)
     return sae, sae_stats(sae, acts) | {"dead_during_training": float((~fired).float().mean())}
 
 
@@ -165,14 +167,16 @@ def prompt_feature_max(sae: TopKSAE, model, prompts: list[str], site: str) -> to
 
 @torch.no_grad()
 def select_features(sae: TopKSAE, model, site: str, concept_prompts: list[str], retain_prompts: list[str],
-                    n_features: int = 8, max_retain_freq: float = 0.05) -> tuple[list[int], dict]:
-    """Features that fire on the concept's prompts and (almost) never on retained ones, best first."""
+                    n_features: int = 8, max_retain_freq: float = 0.05,
+                    min_concept_freq: float = 0.5) -> tuple[list[int], dict]:
+    """Features that fire on at least `min_concept_freq` of the concept's prompts and on at most
+    `max_retain_freq` of the retained ones, ranked by freq_c · mean_c − mean_r (per-prompt max activation)."""
     zc = prompt_feature_max(sae, model, concept_prompts, site)
     zr = prompt_feature_max(sae, model, retain_prompts, site)
     fc, fr = (zc > 0).float().mean(0), (zr > 0).float().mean(0)
     score = fc * zc.mean(0) - zr.mean(0)
     score[fr > max_retain_freq] = -math.inf
-    order = [int(i) for i in score.argsort(descending=True) if score[i] > 0 and fc[i] > 0]
+    order = [int(i) for i in score.argsort(descending=True) if score[i] > 0 and fc[i] >= min_concept_freq]
     chosen = order[:n_features]
     return chosen, {"score": [float(score[i]) for i in chosen], "concept_freq": [float(fc[i]) for i in chosen],
                     "retain_freq": [float(fr[i]) for i in chosen]}

@@ -45,6 +45,14 @@ def _site_label(model, name: str) -> str:
     return name
 
 
+def numerical_rank(delta: torch.Tensor, weight: torch.Tensor) -> int:
+    """Rank of an applied weight change, above the fp32 rounding noise of storing W + ΔW
+    (singular values > 8 · eps32 · ‖W‖_F; rounding adds at most eps/2 per entry)."""
+    s = torch.linalg.svdvals(delta.double())
+    tol = 8 * torch.finfo(torch.float32).eps * float(weight.double().norm())
+    return int((s > tol).sum())
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     den = float(b.norm())
     return float((a - b).norm()) / den if den > 0 else float("nan")
@@ -77,9 +85,7 @@ def kv_report(model, spec: ErasureSpec, edit, tokens: str = "uce", held_out=HELD
     weight = []
     for n in names:
         D = after[n] - before[n]
-        s = torch.linalg.svdvals(D.double())
-        tol = float(s.max()) * max(D.shape) * torch.finfo(torch.float32).eps if s.numel() and s.max() > 0 else 0.0
-        weight.append({"matrix": _site_label(model, n), "rank": int((s > tol).sum()), "fro": float(D.norm()),
+        weight.append({"matrix": _site_label(model, n), "rank": numerical_rank(D, before[n]), "fro": float(D.norm()),
                        "rel_fro": float(D.norm() / before[n].norm()), "shape": list(D.shape)})
     rec = []
     guide_full = model.encode([spec.guide])[0]
