@@ -3,6 +3,7 @@ tokenizer, loading, sites, UCE / RECE closed forms, patches, the text-encoder SA
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -284,3 +285,16 @@ def test_cli_edit_verify_generate(tmp_path, capsys):
     assert main(["diffusion", "edit", "uce", "tiny-sd", "--erase", "x", "--set", "lamb=0",
                  "--out", str(tmp_path / "q")]) == 2
     assert "lamb" in capsys.readouterr().err
+
+
+def test_dashboard_page_runs_uce():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboards/pages/9_Diffusion.py"),
+                          default_timeout=120)
+    at.run()
+    assert not at.exception
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["diffusion_result"]["report"]["method"] == "uce"
+    labels = [m.label for m in at.metric]
+    assert "K/V distance to guide" in labels and "recovery residual" in labels
