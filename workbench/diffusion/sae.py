@@ -265,7 +265,7 @@ def default_site(model) -> str:
 
 def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, site: str | None = None,
                   width: int = 256, k: int = 8, steps: int = 600, n_features: int = 8, scale: float = 0.0,
-                  gate: bool = True, margin: float = 0.0, seed: int = 0, sae: TopKSAE | None = None,
+                  gate: bool = True, margin: float = 0.5, seed: int = 0, sae: TopKSAE | None = None,
                   progress: bool = False) -> SAEClamp:
     """Train (or reuse) an SAE at `site`, select the concept's features, calibrate the gate."""
     site = site or default_site(model)
@@ -279,9 +279,12 @@ def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, si
     feats, sel = select_features(sae, model, site, concept_train, retain_train, n_features)
     clamp = SAEClamp(sae=sae, site=site, features=feats, scale=scale, gate=gate, model_id=model.model_id,
                      concept=", ".join(erase))
-    if feats:
+    if feats:                       # gate threshold: `margin` of the way from the retained max to the concept min
         acts_r, _ = token_activations(model, retain_train + [""], site)
-        clamp.threshold = float(clamp.gate_scores(acts_r).max()) * (1 + margin)
+        acts_c, _ = token_activations(model, concept_train, site)
+        hi_r, lo_c = float(clamp.gate_scores(acts_r).max()), float(clamp.gate_scores(acts_c).min())
+        clamp.threshold = hi_r + margin * (lo_c - hi_r) if lo_c > hi_r else hi_r
+        stats = {**stats, "gate_retain_max": hi_r, "gate_concept_min": lo_c}
     clamp.info = {"sae": stats, "selection": sel, "erase": list(erase), "n_train_prompts": len(concept_train) + len(retain_train)}
     return clamp
 
