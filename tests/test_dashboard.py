@@ -288,3 +288,54 @@ def test_cli_dashboard_is_headless_on_loopback_and_rejects_bad_ports(capsys):
     assert cmd[cmd.index("--server.headless") + 1] == "true" and str(app_path()) in cmd
     assert main(["dashboard", "--port", "70000"]) == 2
     assert "--port 70000: not a TCP port" in capsys.readouterr().err
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    titles = []
+    for el in at.get("plotly_chart"):
+        layout = json.loads(el.proto.spec).get("layout", {})
+        titles.append((layout.get("title") or {}).get("text", ""))
+    return titles
+
+
+def test_moe_model_routing_views_and_drift(tmp_path):
+    """A built synthetic MoE: routing heat maps (concept vs control) on Locate, UOE on Edit, routing
+    drift on Verify; concept vectors (dense-only) are not offered."""
+    from workbench.cli import main
+    from workbench.models.synthetic import build_synthetic
+    built = build_synthetic("tiny", progress=False)                 # cached: test_moe builds the same one
+    concepts = tmp_path / "world.jsonl"
+    assert main(["world", "concepts", "--model", str(built), "--entities", "1", "--min-acc", "0",
+                 "--out", str(concepts)]) == 0
+    at = _app("app.py")
+    at.session_state["model_name"] = str(built)
+    at.run()
+    at.switch_page("pages/2_Locate.py").run()
+    at.radio(key="concept_source").set_value("concept file (JSON Lines)").run()
+    at.text_area(key="concept_text").set_value(concepts.read_text())
+    next(b for b in at.button if b.label == "Read concepts").click().run()
+    next(b for b in at.button if b.label == "Use this concept").click().run()
+    _ok(at)
+    keys = {c.key for c in at.checkbox}
+    assert "kind_concept_vectors" not in keys and at.checkbox(key="kind_routing").value
+    at.checkbox(key="kind_tracing").uncheck()
+    next(b for b in at.button if b.label == "Run location").click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert "expert_routing" in at.session_state["report"].profiles
+    titles = _chart_titles(at)
+    assert any("concept (forget probes)" in t for t in titles) and any("control (retain probes)" in t for t in titles)
+
+    at.switch_page("pages/3_Edit.py").run()
+    at.selectbox(key="method").set_value("uoe").run()
+    at.text_input(key="hp_uoe_steps").set_value("2")
+    at.button[0].click().run()
+    _ok(at)
+    assert not _errors(at) and at.session_state["edit"].method == "uoe"
+    at.switch_page("pages/4_Verify.py").run()
+    at.number_input(key="v_tokens").set_value(0)
+    next(b for b in at.button if b.label == "Run verification").click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert "routing_drift" in at.session_state["verify_result"]
+    assert any(t.startswith("Routing drift") for t in _chart_titles(at))

@@ -13,6 +13,7 @@ state as an *unapplied* `Edit`; every computation that needs the edited model ru
 from __future__ import annotations
 
 import dataclasses
+import json
 import importlib.util
 import threading
 import typing
@@ -26,11 +27,11 @@ MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 64
 BASE_LOCATE_KINDS = {"concept_vectors": "concept vectors", "directions": "residual directions",
                      "tracing": "causal tracing"}
-# optional evidence: (module that provides it, the report's Evidence kind, names locate() may accept)
+# optional evidence: (module that provides it, the report's Evidence kind, locate()'s kind names)
 OPTIONAL_EVIDENCE = {
-    "sae": ("workbench.locate.sae", "sae_feature", ("sae", "sae_features", "sae_feature")),
-    "routing": ("workbench.locate.routing", "expert_routing", ("routing", "expert_routing")),
-    "weights": ("workbench.locate.weights", "weight_attribution", ("weights", "weight_attribution")),
+    "sae": ("workbench.locate.sae", "sae_feature", ()),               # locate(..., sae=folder)
+    "routing": ("workbench.locate.routing", "expert_routing", ("expert_routing",)),
+    "weights": ("workbench.locate.weights", "weight_attribution", ("weights",)),
 }
 OPTIONAL_LABELS = {"sae": "SAE features", "routing": "MoE routing", "weights": "weight attribution"}
 
@@ -195,20 +196,46 @@ def optional_evidence_status(model) -> dict[str, str | None]:
 def locate_kinds(model) -> dict[str, str]:
     """Kinds the Locate page offers: the three built-in ones plus the optional ones present."""
     status = optional_evidence_status(model)
-    return {**BASE_LOCATE_KINDS, **{k: OPTIONAL_LABELS[k] for k, why in status.items() if why is None}}
+    base = {k: v for k, v in BASE_LOCATE_KINDS.items() if not (k == "concept_vectors" and model.info.n_experts)}
+    return {**base, **{k: OPTIONAL_LABELS[k] for k, why in status.items() if why is None}}
 
 
-def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate_top: int = 6, on_step=None):
+def default_locate_kinds(model) -> set[str]:
+    """Ticked by default: the built-in kinds (MoE: routing instead of concept vectors)."""
+    kinds = set(BASE_LOCATE_KINDS)
+    if model.info.n_experts:
+        kinds = (kinds - {"concept_vectors"}) | ({"routing"} if optional_evidence_status(model)["routing"] is None else set())
+    return kinds
+
+
+def available_saes(model) -> list[Path]:
+    """Trained SAE folders for this model under WORKBENCH_HOME/sae (their workbench_sae.json names it)."""
+    from workbench.paths import home
+    root = home() / "sae"
+    out = []
+    for meta in sorted(root.glob("**/workbench_sae.json")) if root.is_dir() else []:
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("model") == model.model_id:
+            out.append(meta.parent)
+    return out
+
+
+def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate_top: int = 6, on_step=None,
+               sae: str | Path | None = None):
     """Run `locate` one kind at a time (so the page can show progress) and fuse the reports.
 
-    on_step(i, n, kind) is called before each kind. Optional kinds pass every name locate()
-    may know them by."""
+    on_step(i, n, kind) is called before each kind. `sae`: the SAE folder for the 'sae' kind."""
     from workbench.locate import LocalizationReport, locate
     if not kinds:
         raise ValueError("choose at least one kind of evidence")
     unknown = [k for k in kinds if k not in BASE_LOCATE_KINDS and k not in OPTIONAL_EVIDENCE]
     if unknown:
         raise ValueError(f"unknown evidence kind(s) {unknown}; known: {list(BASE_LOCATE_KINDS) + list(OPTIONAL_EVIDENCE)}")
+    if "sae" in kinds and not sae:
+        raise ValueError("SAE features: choose a trained SAE folder (train one with `workbench sae train MODEL`)")
     fused = LocalizationReport(model.model_id, concept.name, meta={"timings": {}})
     with edited(model):
         for i, kind in enumerate(kinds):
@@ -216,30 +243,17 @@ def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate
                 on_step(i, len(kinds), kind)
             names = (kind,) if kind in BASE_LOCATE_KINDS else OPTIONAL_EVIDENCE[kind][2]
             part = locate(model, concept, kinds=names, trace_probes=trace_probes, validate_top=validate_top,
-                          progress=False)
-            if kind in OPTIONAL_EVIDENCE and not any(e.kind == OPTIONAL_EVIDENCE[kind][1] for e in part.evidence):
-                _optional_direct(model, concept, kind, part)
+                          progress=False, sae=sae if kind == "sae" else None)
             fused.add_evidence(part.evidence)
             fused.profiles.update(part.profiles)
             fused.traces += part.traces
             fused.meta["timings"].update(part.meta.get("timings", {}))
             fused.meta.update({k: v for k, v in part.meta.items() if k != "timings"})
+            if kind in OPTIONAL_EVIDENCE and not any(e.kind == OPTIONAL_EVIDENCE[kind][1] for e in part.evidence):
+                fused.meta.setdefault("unavailable", {})[kind] = f"locate() produced no {OPTIONAL_EVIDENCE[kind][1]} evidence"
     if on_step:
         on_step(len(kinds), len(kinds), None)
     return fused
-
-
-def _optional_direct(model, concept, kind: str, report) -> None:
-    """Optional evidence that locate() does not (yet) run by name: call its module directly when it
-    exposes a report-level entry point; otherwise record why it is missing in report.meta."""
-    module = importlib.import_module(OPTIONAL_EVIDENCE[kind][0])
-    entry = {"routing": "add_routing_evidence", "sae": "add_sae_evidence", "weights": "add_weight_evidence"}[kind]
-    fn = getattr(module, entry, None)
-    if fn is None:
-        report.meta.setdefault("unavailable", {})[kind] = (
-            f"{OPTIONAL_EVIDENCE[kind][0]} has no {entry}() and locate() did not produce {OPTIONAL_EVIDENCE[kind][1]}")
-        return
-    fn(report, model, concept)
 
 
 def concept_vector_rows(report, n: int = 20) -> list[dict]:
@@ -300,7 +314,12 @@ def evidence_heatmap(report, kind: str, title: str, value: str = "score"):
         for key in ("expert", "module", "feature", "unit"):
             if key in e.details:
                 return str(e.details[key])
-        return e.site.split(".", 2)[-1]
+        if e.site.startswith("blocks."):
+            return e.site.split(".", 2)[-1]
+        parts = e.site.split(".")                          # raw HF name: what follows the layer index
+        idx = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+        rest = [p for p in parts[idx + 1:] if p not in ("weight", "bias")] if idx is not None else parts
+        return ".".join(rest) or e.site
     cols = list(dict.fromkeys(col(e) for e in items))
     layers = sorted({e.layer for e in items})
     z = [[None] * len(cols) for _ in layers]
