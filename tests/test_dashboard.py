@@ -1,7 +1,7 @@
 """Dashboard pages under streamlit.testing.v1.AppTest on the embedded model.
 
 Every page renders without an exception; a locate -> edit -> verify flow in one session shows the
-expected metrics (ROCR on Japan: forget hit drops, retain hit holds); another session never sees
+expected metrics (ROCR on a short Japan: forget hit drops, retain hit holds); another session never sees
 that edit and the shared model's weights are untouched afterwards; bad input (malformed concept,
 huge prompt, wrong-base patch) is an inline error, never a traceback.
 """
@@ -123,6 +123,17 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     at.switch_page("pages/2_Locate.py").run()
     _ok(at)
     assert at.selectbox(key="builtin_concept").value == "Japan"
+    # a shorter Japan (4 forget probes, one per form, and 3 retain) through the concept-file path
+    from workbench.concepts import get_concept, load_builtin
+    full = get_concept(load_builtin(), "Japan").to_dict()
+    short = {**full, "name": "Japan (short)", "forget": [full["forget"][i] for i in (0, 3, 5, 8)],
+             "retain": [full["retain"][i] for i in (0, 1, 6)]}
+    at.radio(key="concept_source").set_value("concept file (JSON Lines)").run()
+    at.text_area(key="concept_text").set_value(json.dumps(short))
+    next(b for b in at.button if b.label == "Read concepts").click().run()
+    next(b for b in at.button if b.label == "Use this concept").click().run()
+    _ok(at)
+    assert at.session_state["concept"].name == "Japan (short)"
     # location: residual directions and concept vectors (fast); causal tracing has its own tests
     at.checkbox(key="kind_tracing").uncheck()
     at.number_input(key="validate_top").set_value(2)
