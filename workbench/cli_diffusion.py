@@ -9,7 +9,7 @@
     workbench diffusion export MODEL --patch PATCH --out DIR          # edited diffusers folder
     workbench diffusion make-tiny --out DIR                           # the tiny random pipeline as a folder
 
-MODEL is `tiny-sd`, a local diffusers folder or a hub id. Erased / preserved concepts come from
+MODEL is `tiny-sd`, `tiny-sd-minilm` (real MiniLM text encoder), a local diffusers folder or a hub id. Erased / preserved concepts come from
 --erase / --preserve (';'-separated) or from a concept file (--concepts FILE --concept NAME:
 subject, redirect_to = guide, extra keys `erase`, `guide`, `preserve`).
 """
@@ -199,7 +199,7 @@ def cmd_make_tiny(args) -> int:
 
     from workbench.diffusion.models import tiny_pipeline_folder
     from workbench.paths import atomic_path
-    src = tiny_pipeline_folder(args.seed)
+    src = tiny_pipeline_folder(args.seed, kind=args.kind)
     with atomic_path(args.out, is_dir=True) as tmp:
         shutil.rmtree(tmp)
         shutil.copytree(src, tmp)
@@ -261,5 +261,6 @@ def register(sub, commands) -> None:
     q.add_argument("--out", required=True)
     q = ds.add_parser("make-tiny", help="write the tiny random-weight SD pipeline as a diffusers folder")
     q.add_argument("--out", required=True)
+    q.add_argument("--kind", default="tiny-sd", choices=["tiny-sd", "tiny-sd-minilm"])
     q.add_argument("--seed", type=int, default=0)
     commands["diffusion"] = cmd_diffusion

@@ -158,21 +158,22 @@ def sae_stats(sae: TopKSAE, acts: torch.Tensor) -> dict:
 
 # ---------------------------------------------------------------------------------- features + gate
 @torch.no_grad()
-def prompt_feature_max(sae: TopKSAE, model, prompts: list[str], site: str) -> torch.Tensor:
+def prompt_feature_max(sae: TopKSAE, acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[n_prompts, width]: each feature's max activation over a prompt's tokens (BOS excluded)."""
-    acts, mask = token_activations(model, prompts, site)
-    z = sae.encode(acts) * mask[..., None]
-    return z.amax(1)
+    return (sae.encode(acts) * mask[..., None]).amax(1)
 
 
 @torch.no_grad()
 def select_features(sae: TopKSAE, model, site: str, concept_prompts: list[str], retain_prompts: list[str],
-                    n_features: int = 8, max_retain_freq: float = 0.05,
-                    min_concept_freq: float = 0.5) -> tuple[list[int], dict]:
+                    n_features: int = 8, max_retain_freq: float = 0.05, min_concept_freq: float = 0.5,
+                    acts: tuple | None = None) -> tuple[list[int], dict]:
     """Features that fire on at least `min_concept_freq` of the concept's prompts and on at most
-    `max_retain_freq` of the retained ones, ranked by freq_c · mean_c − mean_r (per-prompt max activation)."""
-    zc = prompt_feature_max(sae, model, concept_prompts, site)
-    zr = prompt_feature_max(sae, model, retain_prompts, site)
+    `max_retain_freq` of the retained ones, ranked by freq_c · mean_c − mean_r (per-prompt max activation).
+    `acts`: precomputed ((acts_c, mask_c), (acts_r, mask_r)) from `token_activations`."""
+    if acts is None:
+        acts = (token_activations(model, concept_prompts, site), token_activations(model, retain_prompts, site))
+    (ac, mc), (ar, mr) = acts
+    zc, zr = prompt_feature_max(sae, ac, mc), prompt_feature_max(sae, ar, mr)
     fc, fr = (zc > 0).float().mean(0), (zr > 0).float().mean(0)
     score = fc * zc.mean(0) - zr.mean(0)
     score[fr > max_retain_freq] = -math.inf
@@ -271,18 +272,19 @@ def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, si
     site = site or default_site(model)
     others = [s for s in (list(preserve or []) + list(SUBJECTS)) if s not in erase]
     concept_train = prompts_for(erase)
-    retain_train = prompts_for(others)
+    retain_train = prompts_for(others) + [""]
+    ac, mc = token_activations(model, concept_train, site)           # one text-encoder pass for everything
+    ar, mr = token_activations(model, retain_train, site)
     stats = {}
     if sae is None:
-        acts, mask = token_activations(model, concept_train + retain_train, site)
-        sae, stats = train_sae(acts[mask], width=width, k=k, steps=steps, seed=seed, progress=progress)
-    feats, sel = select_features(sae, model, site, concept_train, retain_train, n_features)
+        sae, stats = train_sae(torch.cat([ac[mc], ar[mr]]), width=width, k=k, steps=steps, seed=seed,
+                               progress=progress)
+    feats, sel = select_features(sae, model, site, concept_train, retain_train, n_features,
+                                 acts=((ac, mc), (ar, mr)))
     clamp = SAEClamp(sae=sae, site=site, features=feats, scale=scale, gate=gate, model_id=model.model_id,
                      concept=", ".join(erase))
     if feats:                       # gate threshold: `margin` of the way from the retained max to the concept min
-        acts_r, _ = token_activations(model, retain_train + [""], site)
-        acts_c, _ = token_activations(model, concept_train, site)
-        hi_r, lo_c = float(clamp.gate_scores(acts_r).max()), float(clamp.gate_scores(acts_c).min())
+        hi_r, lo_c = float(clamp.gate_scores(ar).max()), float(clamp.gate_scores(ac).min())
         clamp.threshold = hi_r + margin * (lo_c - hi_r) if lo_c > hi_r else hi_r
         stats = {**stats, "gate_retain_max": hi_r, "gate_concept_min": lo_c}
     clamp.info = {"sae": stats, "selection": sel, "erase": list(erase), "n_train_prompts": len(concept_train) + len(retain_train)}
