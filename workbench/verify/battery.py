@@ -73,6 +73,7 @@ def _verify(model, concept, edit, max_new_tokens, utility_tokens, relearn, param
     from workbench.verify import robustness, utility
     from workbench.verify.probes import score_probes, summarize
     t0 = time.perf_counter()
+    parametric = parametric and not _is_moe(model)   # the concept-vector signature needs dense MLPs
     probes = concept.probes
     n_f = len(concept.forget)
     swap_idx, swapped = subject_swapped_probes(concept)
@@ -121,6 +122,7 @@ def _verify(model, concept, edit, max_new_tokens, utility_tokens, relearn, param
     if relearn:
         extras["relearning"] = robustness.relearning(model, concept, edit, steps=relearn_steps, lr=relearn_lr,
                                                      params=relearn_params, max_new_tokens=max_new_tokens)
+    extras.update(_moe_extras(model, concept, edit))
     return {"concept": concept.name, "method": edit.method,
             "edit_seconds": edit.edit_seconds, "params_changed": edit.params_changed(),
             "forget": before_after(f_before, f_after), "retain": before_after(r_before, r_after),
@@ -128,6 +130,19 @@ def _verify(model, concept, edit, max_new_tokens, utility_tokens, relearn, param
             "retain_by_form": _by_form(r_before, r_after),
             **extras, "hyper": dict(edit.hyper), "max_new_tokens": max_new_tokens,
             "verify_seconds": time.perf_counter() - t0}
+
+
+# ------------------------------------------------------------------------------ MoE
+def _is_moe(model) -> bool:
+    return bool(getattr(getattr(model, "family", None), "is_moe", False))
+
+
+def _moe_extras(model, concept, edit) -> dict:
+    """Mixture-of-experts models: routing drift on forget / retain tokens (workbench.locate.routing)."""
+    if not _is_moe(model):
+        return {}
+    from workbench.locate.routing import routing_drift_for_edit
+    return {"routing_drift": routing_drift_for_edit(model, concept, edit)}
 
 
 # ------------------------------------------------------------------------------ validation

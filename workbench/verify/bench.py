@@ -39,7 +39,7 @@ def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str
     vkw = {**CHEAP_VERIFY, "utility_tokens": utility_tokens, **(verify or {})}
     doc = {"model": model.model_id, "workbench_version": workbench.__version__, "results": [], "failures": []}
     pairs = [(c, m) for c in concepts for m in methods]
-    for concept, method in tqdm(pairs, desc="bench", disable=None if progress else True):
+    for concept, method in tqdm(pairs, desc="bench", disable=not progress):
         try:
             edit = fit_edit(method, model, concept, **hyper.get(method, {}))
         except (ValueError, RuntimeError, FloatingPointError) as exc:
@@ -164,5 +164,8 @@ def compact_table(result: dict) -> str:
         lk = result["logit_lens_leakage"]
         rows.append(("lens: answer top-10 share", f"{lk['before']['top10_share']:.2f}",
                      f"{lk['after']['top10_share']:.2f}"))
+    if "routing_drift" in result:                        # MoE models (workbench.locate.routing)
+        for split in ("forget", "retain"):
+            rows.append((f"routing: top-k changed ({split})", "0", f"{result['routing_drift'][split]['changed_share']:.3f}"))
     width = max(len(r[0]) for r in rows) + 2
     return "\n".join(f"{a:<{width}}{b:>10}{c:>10}" for a, b, c in rows)

@@ -1,0 +1,166 @@
+"""`uoe`: unlearning one expert (UOE / SEUF, Zhuang et al., ACL 2025, arXiv 2411.18797).
+
+On a mixture-of-experts model, forgetting is confined to the single expert most engaged by the
+concept: (1) expert attribution (workbench.locate.routing, or the `expert_routing` evidence of a
+LocalizationReport when one is given) ranks every (layer, expert) pair by
+router affinity on the forget sequences (contrasted with retain sequences by default) and picks
+the top one; (2) only that expert's slices of the fused expert tensors (gate_up_proj[e],
+down_proj[e]) and, optionally, its router row (gate.weight[e]) are trained with an unlearning loss
+from workbench.edits.unlearn (ga / graddiff / npo / simnpo) plus SEUF's router anchor loss
+
+    L = L_unlearn + anchor * mean_t || g_t(l) - a ||^2 ,   a = one-hot(e),
+
+over the forget tokens t at the target layer l, which keeps the router sending forget tokens to
+the expert being unlearned — without it, unlearning can "succeed" by routing around the expert,
+and the knowledge returns as soon as routing shifts back.
+
+Confinement is exact: gradients outside the chosen slices are zeroed by tensor hooks and Adam runs
+with weight decay 0 (a zero gradient gives a zero Adam step), and the Edit stores only the
+changed slices as `replace_rows` deltas along the expert dimension, so applying the patch cannot
+touch any other parameter. `params_changed` counts one expert (plus one router row).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from workbench.edits.base import Edit, TensorDelta
+from workbench.edits.registry import register
+from workbench.edits.unlearn import (UnlearnConfig, _cycle, _rows, probe_batch, restore, sequence_nll, snapshot,
+                                     train_in_place, unlearning_loss)
+
+__all__ = ["UOEConfig", "fit_uoe", "expert_tensors"]
+
+
+@dataclass
+class UOEConfig(UnlearnConfig):
+    loss: str = "npo"              # ga | graddiff | npo | simnpo
+    layer: int = -1                # -1: from expert attribution
+    expert: int = -1               # -1: from expert attribution
+    anchor: float = 1.0            # weight of the router anchor loss (SEUF: 1)
+    train_router: bool = True      # also train the expert's router row
+    contrast: str = "difference"   # attribution: forget - retain affinity ('difference') or forget only ('none')
+    tensors: str = "all"           # the expert's tensors to train: all | comma-separated names (e.g. down_proj)
+    params: str = "expert"         # (fixed: uoe trains only the chosen expert; see `tensors`)
+    lr: float = 1e-3
+    steps: int = 30
+    alpha: float = 1.0             # retain-loss weight (graddiff / npo / simnpo)
+    beta: float = 0.1
+
+
+def expert_tensors(model, layer: int, router: bool = True) -> dict[str, torch.nn.Parameter]:
+    """HF parameters holding layer `layer`'s routed experts (fused, expert dim first) and its router."""
+    fam = model.family
+    prefix = f"{fam.layers}.{layer}"
+    experts = model.layer(layer).get_submodule(fam.experts)
+    out = {f"{prefix}.{fam.experts}.{n}": p for n, p in experts.named_parameters(recurse=False)}
+    if not out:
+        raise ValueError(f"layer {layer}: {fam.experts} holds no fused expert tensors")
+    if router:
+        out[f"{prefix}.{fam.router}.weight"] = model.layer(layer).get_submodule(fam.router).weight
+    return out
+
+
+def _slice_mask_hook(index: int):
+    def hook(grad):
+        mask = torch.zeros_like(grad)
+        mask[index] = 1
+        return grad * mask
+    return hook
+
+
+@register("uoe", UOEConfig, "unlearn one expert (SEUF): top-attributed expert + router anchor; MoE models only")
+def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
+    from workbench.locate.routing import expert_attribution, moe_layers, router_logits_hook
+    if not getattr(model.family, "is_moe", False):
+        raise ValueError(f"uoe needs a mixture-of-experts model; {model.model_id} is {model.family.name}")
+    if cfg.loss not in ("ga", "graddiff", "npo", "simnpo"):
+        raise ValueError(f"uoe: loss={cfg.loss!r} must be one of ga, graddiff, npo, simnpo")
+    if cfg.steps < 1 or cfg.lr <= 0:
+        raise ValueError(f"uoe: steps must be >= 1 and lr > 0 (got steps={cfg.steps}, lr={cfg.lr})")
+    torch.manual_seed(cfg.seed)
+    attribution = None
+    routed = report.ranked("expert_routing") if report is not None else []
+    if (cfg.layer < 0 or cfg.expert < 0) and routed:          # a LocalizationReport with routing evidence
+        layer, expert = routed[0].layer, int(routed[0].details["expert"])
+    elif cfg.layer < 0 or cfg.expert < 0:
+        attribution = expert_attribution(model, concept, contrast=cfg.contrast)
+        layer, expert = attribution.top.layer, attribution.top.expert
+    else:
+        layer, expert = cfg.layer, cfg.expert
+    layers = moe_layers(model)
+    n_exp = model.info.n_experts
+    if layer not in layers or not 0 <= expert < n_exp:
+        raise ValueError(f"uoe: layer={layer}, expert={expert} is not a routed expert (MoE layers {layers}, "
+                         f"{n_exp} experts)")
+
+    params = expert_tensors(model, layer, router=cfg.train_router)
+    if cfg.tensors != "all":
+        wanted = {t.strip() for t in cfg.tensors.split(",") if t.strip()}
+        known = {n.rsplit(".", 1)[-1] for n in params if ".gate." not in n}
+        if not wanted or not wanted <= known:
+            raise ValueError(f"uoe: tensors={cfg.tensors!r}; the experts hold {sorted(known)}")
+        params = {n: p for n, p in params.items() if n.rsplit(".", 1)[-1] in wanted or n.endswith(".gate.weight")}
+    forget = probe_batch(model, concept.forget)
+    retain = probe_batch(model, concept.retain) if cfg.loss != "ga" and cfg.alpha else None
+    nll_ref = None
+    if cfg.loss == "npo":
+        with torch.no_grad():
+            nll_ref = sequence_nll(model, forget)[0].detach()
+    n_f = forget["input_ids"].shape[0]
+    n_r = retain["input_ids"].shape[0] if retain is not None else 0
+    target = torch.zeros(n_exp, device=model.device)
+    target[expert] = 1.0
+    parts: dict[str, list[float]] = {"unlearn": [], "anchor": []}
+
+    def loss_fn(step: int) -> torch.Tensor:
+        idx = _cycle(n_f, cfg.batch_size, step)
+        fb = _rows(forget, idx)
+        with router_logits_hook(model, [layer], keep_grad=True) as store:
+            nll_f, len_f = sequence_nll(model, fb)
+        logits = store[layer][-1]                                          # [B*T, E]
+        keep = fb["attention_mask"].reshape(-1).bool()
+        g = torch.softmax(logits.float(), -1)[keep]
+        anchor = ((g - target) ** 2).sum(-1).mean()
+        nll_r = sequence_nll(model, _rows(retain, _cycle(n_r, cfg.batch_size, step)))[0] if retain else None
+        ref = nll_ref[idx] if nll_ref is not None else None
+        unlearn = unlearning_loss(cfg.loss, nll_f, len_f, cfg, nll_ref=ref, nll_r=nll_r)
+        parts["unlearn"].append(round(unlearn.item(), 5))
+        parts["anchor"].append(round(anchor.item(), 5))
+        return unlearn + cfg.anchor * anchor
+
+    def rate() -> float:
+        from workbench.locate.routing import capture_routing
+        return float(capture_routing(model, forget, layers=[layer]).frequency()[0, expert])
+
+    rate_before = rate()
+    originals = snapshot(params)
+    handles = [p.register_hook(_slice_mask_hook(expert)) for p in params.values()]
+    try:
+        losses = train_in_place(model, params, loss_fn, cfg.steps, cfg.lr, cfg.max_grad_norm, desc="uoe")
+        rate_after = rate()
+        deltas = []
+        with torch.no_grad():
+            for name, p in params.items():
+                new, old = p.data[expert], originals[name][expert]
+                if torch.equal(new, old):
+                    continue
+                deltas.append(TensorDelta(name, "replace_rows", tuple(p.shape), str(p.dtype).replace("torch.", ""),
+                                          indices=torch.tensor([expert]), values=new.unsqueeze(0).detach().cpu().clone(),
+                                          dim=0))
+    finally:
+        for h in handles:
+            h.remove()
+        restore(params, originals)
+    if not deltas:
+        raise ValueError(f"uoe on {concept.name!r}: no parameter changed (lr={cfg.lr}, steps={cfg.steps})")
+    total = sum(p.numel() for p in model.hf.parameters())
+    prov = {"layer": layer, "expert": expert, "site": f"blocks.{layer}.mlp.experts.{expert}",
+            "losses": [round(x, 5) for x in losses], "loss_parts": parts, "n_forget": n_f, "n_retain": n_r,
+            "selection_rate_forget": {"before": rate_before, "after": rate_after},
+            "fraction_params_changed": sum(d.numel_changed() for d in deltas) / total}
+    if attribution is not None:
+        prov["attribution"] = attribution.to_dict(top=8)
+    return Edit(method="uoe", model_id=model.model_id, deltas=deltas, concept=concept.name, provenance=prov,
+                hyper={"layer": layer, "expert": expert})
