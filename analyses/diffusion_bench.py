@@ -150,7 +150,6 @@ def sd_section(repeats: int, n_erase_rows: int = 75, n_preserve_prompts: int = 4
     ids = torch.randint(0, 49407, (1, 77))
     with torch.no_grad():
         t_fwd, _ = _time(lambda: clip_l(ids)[0], repeats)
-    del clip_l
     n_prompts = 1 + 1 + n_preserve_prompts           # erased, guide, preserved: one text forward each
     enc_proj = t_fwd * n_prompts
     return {"layers": len(SD_INNER), "matrices": len(Ws), "text_width": d, "erase_rows": n_erase_rows,

@@ -16,7 +16,6 @@ subject, redirect_to = guide, extra keys `erase`, `guide`, `preserve`).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def _split(values: list[str] | None) -> list[str]:
