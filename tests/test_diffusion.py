@@ -67,7 +67,10 @@ def test_tiny_pipeline_shapes_and_folder_path(sd, tmp_path):
         assert torch.equal(v, again.hf.state_dict()[k])
 
 
-def test_load_errors(tmp_path):
+def test_load_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(dm.DiffusionLoadError, match="HF_HUB_OFFLINE"):
+        dm.load_pipeline("nobody/no-such-sd-model")
     with pytest.raises(dm.DiffusionLoadError, match="no such folder"):
         dm.load_pipeline(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
@@ -330,3 +333,34 @@ def test_minilm_sae_clamp_gate(sd_minilm):
     rates = gate_rates(clamp, sd_minilm, prompts_for(["Van Gogh", "Vincent van Gogh"], HELD_OUT_TEMPLATES),
                        prompts_for(["a dog", "Claude Monet", "Paul Gauguin", "a starry night"], HELD_OUT_TEMPLATES))
     assert rates["tpr"] >= 0.9 and rates["fpr"] <= 0.1
+
+
+def test_cli_concept_file_and_patch_inspect(tmp_path, capsys):
+    from workbench.cli import main
+    line = {"name": "VG", "subject": "Van Gogh", "redirect_to": "art", "preserve": ["Claude Monet", "a dog"],
+            "forget": [{"prompt": "a painting by Van Gogh", "answers": ["Van Gogh"]}],
+            "retain": [{"prompt": "a painting by Claude Monet", "answers": ["Monet"]}]}
+    (tmp_path / "c.jsonl").write_text(json.dumps(line) + "\n")
+    assert main(["diffusion", "edit", "uce", "tiny-sd", "--concepts", str(tmp_path / "c.jsonl"), "--concept", "VG",
+                 "--set", "tokens=eos", "--out", str(tmp_path / "p.zip")]) == 0
+    from workbench.patches import load_patch
+    m = load_patch(tmp_path / "p.zip").manifest
+    assert m["concept"] == "VG" and m["provenance"]["guide"] == "art"
+    assert m["provenance"]["preserve"] == ["Claude Monet", "a dog"] and m["delta_kinds"] == ["low_rank"]
+    capsys.readouterr()
+    assert main(["patch", "inspect", str(tmp_path / "p.zip")]) == 0
+    assert "uce" in capsys.readouterr().out
+
+
+def test_unet_cross_attention_hooks_see_text_keys(sd):
+    """unet.xattn.{i}.hook_k carries W_K applied to the text embedding (checked against the weight)."""
+    seen = {}
+
+    def grab(x):
+        seen.setdefault("k", x.detach().clone())
+    with sites.hooks(sd, {"unet.xattn.0.hook_k": grab}):
+        sd.generate("a painting by Van Gogh", steps=1)
+    k = seen["k"]
+    assert k.shape == (2, 77, 32)                                   # CFG batch (uncond, cond), tokens, inner
+    W = sd.hf.get_parameter(sites.resolve_weight(sd, "unet.xattn.0.W_K"))
+    torch.testing.assert_close(k[1], sd.encode("a painting by Van Gogh")[0] @ W.T, rtol=1e-5, atol=1e-5)
