@@ -261,7 +261,8 @@ def test_sae_clamp_save_load(sd, clamp, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- verify + CLI
-def test_two_step_generation_on_edited_pipeline(sd, clamp):
+def test_two_step_generation_on_edited_pipeline(sd, clamp, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_CLIP", raising=False)
     from workbench.diffusion.verify import generation_check, verify_sae_clamp
     edit = uce_edit(sd, SPEC)
     g = generation_check(sd, ["a painting by Van Gogh", "a dog"], edit=edit, steps=2)
@@ -270,7 +271,7 @@ def test_two_step_generation_on_edited_pipeline(sd, clamp):
     r = verify_sae_clamp(sd, clamp, ["Van Gogh"], steps=2)
     assert r["gated_off_prompts_bit_exact"] and r["generation"]["finite"]
     assert r["embedding_change"]["concept"] > 10 * r["embedding_change"]["other"]
-    assert r["image_metrics"]["skipped"] and "CLIP" in r["image_metrics"]["reason"]
+    assert r["image_metrics"]["skipped"] and "WORKBENCH_CLIP" in r["image_metrics"]["reason"]
 
 
 def test_cli_edit_verify_generate(tmp_path, capsys):
@@ -364,3 +365,22 @@ def test_unet_cross_attention_hooks_see_text_keys(sd):
     assert k.shape == (2, 77, 32)                                   # CFG batch (uncond, cond), tokens, inner
     W = sd.hf.get_parameter(sites.resolve_weight(sd, "unet.xattn.0.W_K"))
     torch.testing.assert_close(k[1], sd.encode("a painting by Van Gogh")[0] @ W.T, rtol=1e-5, atol=1e-5)
+
+
+def test_clip_score_runs_when_a_clip_model_is_given(sd, tmp_path):
+    """CLIP score path on a tiny random CLIPModel folder (real code path; the numbers mean nothing)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from workbench.diffusion.verify import verify_diffusion_edit
+    torch.manual_seed(0)
+    cfg = CLIPConfig(text_config={"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64,
+                                  "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 77},
+                     vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+                                    "num_hidden_layers": 2, "num_attention_heads": 4}, projection_dim=16)
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    r = verify_diffusion_edit(sd, SPEC, uce_edit(sd, SPEC), clip=str(tmp_path / "clip"))
+    im = r["image_metrics"]
+    assert im["skipped"] is False and len(im["clip_score_prompt"]["after"]) == len(im["prompts"]) == 4
+    assert all(0.0 <= x <= 100.0 for x in im["clip_score_concept"]["before"] + im["clip_score_concept"]["after"])
+    bad = verify_diffusion_edit(sd, SPEC, uce_edit(sd, SPEC), clip=str(tmp_path / "missing"))
+    assert bad["image_metrics"]["skipped"] and "cannot load CLIP model" in bad["image_metrics"]["reason"]

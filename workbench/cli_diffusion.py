@@ -73,7 +73,14 @@ def _print_report(r: dict) -> None:
     if "generation" in r:
         g = r["generation"]
         print(f"  {g['steps']}-step generation on the edited pipeline: finite={g['finite']}")
-    print(f"  image metrics: skipped — {r['image_metrics']['reason']}" if r["image_metrics"].get("skipped") else "")
+    im = r["image_metrics"]
+    if im.get("skipped"):
+        print(f"  image metrics: skipped — {im['reason']}")
+    else:
+        for i, p in enumerate(im["prompts"]):
+            print(f"  CLIP score {p!r}: prompt {im['clip_score_prompt']['before'][i]:.1f} -> "
+                  f"{im['clip_score_prompt']['after'][i]:.1f}, concept {im['clip_score_concept']['before'][i]:.1f} -> "
+                  f"{im['clip_score_concept']['after'][i]:.1f}")
 
 
 def _write_outputs(args, report: dict) -> None:
@@ -114,7 +121,7 @@ def cmd_edit(args) -> int:
         clamp.save(args.out)
         print(f"wrote {args.out}")
         if args.verify:
-            r = verify_sae_clamp(model, clamp, spec.erase, steps=args.steps)
+            r = verify_sae_clamp(model, clamp, spec.erase, steps=args.steps, clip=args.clip)
             print(f"  gate: TPR {r['gate']['tpr']:.2f}  FPR {r['gate']['fpr']:.2f}   gated-off prompts bit-exact: "
                   f"{r['gated_off_prompts_bit_exact']}")
             _write_outputs(args, r)
@@ -135,7 +142,7 @@ def cmd_edit(args) -> int:
     print(f"{args.method}: {len(edit.deltas)} matrices, {edit.params_changed():,} parameters, {t.seconds:.2f}s")
     if args.verify:
         from workbench.diffusion.verify import verify_diffusion_edit
-        report = verify_diffusion_edit(model, spec, edit, steps=args.steps)
+        report = verify_diffusion_edit(model, spec, edit, steps=args.steps, clip=args.clip)
         _print_report(report)
         edit.report = {k: v for k, v in report.items() if k not in ("alignment", "weight_change")} | {
             "alignment": {k: v for k, v in report["alignment"].items() if k != "per_matrix"},
@@ -154,7 +161,7 @@ def cmd_verify(args) -> int:
     patch = load_patch(args.patch)
     check_base(patch, model)
     spec = _spec(args)
-    report = verify_diffusion_edit(model, spec, patch.new_edit(), steps=args.steps)
+    report = verify_diffusion_edit(model, spec, patch.new_edit(), steps=args.steps, clip=args.clip)
     _print_report(report)
     _write_outputs(args, report)
     return 0
@@ -231,6 +238,8 @@ def register(sub, commands) -> None:
         q.add_argument("--steps", type=int, default=2, help="denoising steps of the generation check")
         q.add_argument("--json", default=None)
         q.add_argument("--html", default=None)
+        q.add_argument("--clip", default=None, help="CLIPModel folder for CLIP score (default: $WORKBENCH_CLIP; "
+                       "skipped when none)")
 
     q = ds.add_parser("info", help="components, cross-attention layers, sites")
     model_arg(q)
