@@ -59,6 +59,8 @@ def test_tiny_pipeline_shapes_and_folder_path(sd, tmp_path):
     shapes = {tuple(sd.hf.get_parameter(n).shape) for n in sites.kv_weight_names(sd)}
     assert shapes == {(32, 48), (64, 48)}                          # non-square: transposition bugs raise
     assert sd.cross_attention_dim == 48 and sd.max_length == 77
+    info = sd.info()
+    assert info["cross_attention_layers"] == 7 and info["unet_sites"] == 28 and info["text_layers"] == 4
     # the folder path is the one a user's SD checkpoint takes
     from workbench.cli import main
     assert main(["diffusion", "make-tiny", "--out", str(tmp_path / "sd")]) == 0

@@ -56,7 +56,9 @@ def _spec(args):
 
 def _load(args):
     from workbench.diffusion.models import load_pipeline
-    return load_pipeline(args.model, device=getattr(args, "device", None))
+    from workbench.paths import resolve_dtype
+    return load_pipeline(args.model, device=getattr(args, "device", None),
+                         dtype=resolve_dtype(getattr(args, "dtype", None)))
 
 
 def _print_report(r: dict) -> None:
@@ -64,7 +66,7 @@ def _print_report(r: dict) -> None:
     print(f"{r['method']} on {r['model']}: erase {r['erase']} -> guide {r['guide']!r}, preserve {len(r['preserve'])}")
     print(f"  K/V distance to guide      {a['to_guide_before']:.4f} -> {a['to_guide_after']:.4f}")
     pres = list(mv["preserved"].values())
-    print(f"  K/V movement: erased {mv['erased']:.4f}  preserved {sum(pres) / len(pres) if pres else float('nan'):.4f}  "
+    print(f"  K/V movement: erased {mv['erased']:.4f}  preserved {f'{sum(pres) / len(pres):.4f}' if pres else 'n/a'}  "
           f"empty prompt {mv['empty_prompt']:.4f}  held-out {sum(mv['held_out'].values()) / len(mv['held_out']):.4f}")
     print(f"  weight change: max rank {w['max_rank']} (erased vectors {w['n_erased_vectors']}), "
           f"mean ‖ΔW‖/‖W‖ {w['mean_rel_fro']:.4f}")
@@ -98,6 +100,10 @@ def cmd_info(args) -> int:
     model = _load(args)
     for k, v in model.info().items():
         print(f"{k:>24}: {v}")
+    if args.sites:
+        from workbench.diffusion.sites import list_sites, resolve_weight
+        for site in list_sites(model):
+            print(f"  {site}" + (f"  ->  {resolve_weight(model, site)}" if ".W_" in site else ""))
     return 0
 
 
@@ -228,6 +234,8 @@ def register(sub, commands) -> None:
     def model_arg(q):
         q.add_argument("model", help="'tiny-sd', a local diffusers folder or a hub id")
         q.add_argument("--device", default=None)
+        q.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+                       help="load dtype (edits are solved in fp32 and cast back)")
 
     def concept_args(q):
         q.add_argument("--erase", action="append", help="concept(s) to erase (';'-separated or repeated)")
@@ -243,6 +251,7 @@ def register(sub, commands) -> None:
 
     q = ds.add_parser("info", help="components, cross-attention layers, sites")
     model_arg(q)
+    q.add_argument("--sites", action="store_true", help="list every site (weights with their HF names)")
     q = ds.add_parser("edit", help="fit uce / rece (patch) or sae-clamp (hook edit folder)")
     q.add_argument("method", choices=["uce", "rece", "sae-clamp"])
     model_arg(q)

@@ -181,9 +181,10 @@ class DiffusionModel:
         return out.images
 
     def info(self) -> dict:
-        from workbench.diffusion.sites import cross_attention_sites, text_encoder_sites
+        from workbench.diffusion.sites import cross_attention_modules, cross_attention_sites, text_encoder_sites
         te = self.text_encoder.config
-        return {"model": self.model_id, "cross_attention_layers": len(cross_attention_sites(self)),
+        return {"model": self.model_id, "cross_attention_layers": len(cross_attention_modules(self)),
+                "unet_sites": len(cross_attention_sites(self)),
                 "cross_attention_dim": self.cross_attention_dim, "text_layers": int(te.num_hidden_layers),
                 "text_hidden": int(te.hidden_size), "max_length": self.max_length,
                 "text_sites": len(text_encoder_sites(self)),
