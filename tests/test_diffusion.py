@@ -262,6 +262,35 @@ def test_sae_clamp_save_load(sd, clamp, tmp_path):
         SAEClamp.load(path)
 
 
+def test_sae_clamp_as_hook_patch(sd, clamp, tmp_path):
+    """The clamp saves as an ordinary patch (hook edit), applies with fingerprint guards, reverts."""
+    from workbench.diffusion.sae import clamp_edit
+    from workbench.patches import load_patch
+    from workbench.patches.apply import apply_patch
+    from workbench.patches.format import PatchError
+    prompts = ["a painting by Van Gogh", "a photo of a dog"]
+    base = sd.encode(prompts)
+    path = clamp_edit(sd, clamp).save(tmp_path / "clamp.zip", model=sd)
+    m = load_patch(path).manifest
+    assert m["hook_kinds"] == ["diffusion_sae_clamp"] and m["tensors"] == []
+    assert any(n.startswith("text_encoder.") for n in m["fingerprints"])
+    applied = apply_patch(path, sd)
+    out = sd.encode(prompts)
+    assert not torch.equal(out[0], base[0]) and torch.equal(out[1], base[1])
+    applied.revert(sd)
+    assert torch.equal(sd.encode(prompts), base)
+    emb = sd.text_encoder.get_input_embeddings().weight
+    keep = emb[0, 0].item()
+    with torch.no_grad():
+        emb[0, 0] = keep + 1.0                                      # a different base text encoder
+    try:
+        with pytest.raises(PatchError, match="fingerprint"):
+            apply_patch(path, sd)
+    finally:
+        with torch.no_grad():
+            emb[0, 0] = keep
+
+
 # ---------------------------------------------------------------------------------- verify + CLI
 def test_two_step_generation_on_edited_pipeline(sd, clamp, monkeypatch):
     monkeypatch.delenv("WORKBENCH_CLIP", raising=False)
@@ -386,3 +415,16 @@ def test_clip_score_runs_when_a_clip_model_is_given(sd, tmp_path):
     assert all(0.0 <= x <= 100.0 for x in im["clip_score_concept"]["before"] + im["clip_score_concept"]["after"])
     bad = verify_diffusion_edit(sd, SPEC, uce_edit(sd, SPEC), clip=str(tmp_path / "missing"))
     assert bad["image_metrics"]["skipped"] and "cannot load CLIP model" in bad["image_metrics"]["reason"]
+
+
+def test_cli_sae_clamp_patch(tmp_path, capsys):
+    from workbench.cli import main
+    patch = tmp_path / "clamp.patch"
+    assert main(["diffusion", "edit", "sae-clamp", "tiny-sd", "--erase", "Van Gogh", "--set", "steps=200",
+                 "--out", str(patch), "--verify", "--json", str(tmp_path / "c.json")]) == 0
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["method"] == "sae-clamp" and r["gated_off_prompts_bit_exact"]
+    assert main(["diffusion", "verify", "tiny-sd", "--patch", str(patch), "--erase", "Van Gogh"]) == 0
+    assert "gate TPR" in capsys.readouterr().out
+    assert main(["diffusion", "generate", "tiny-sd", "a painting by Van Gogh", "--patch", str(patch),
+                 "--out", str(tmp_path / "g.png")]) == 0

@@ -3,9 +3,9 @@
     workbench diffusion info MODEL
     workbench diffusion edit uce|rece MODEL --erase "Van Gogh" [--guide art] [--preserve "Claude Monet;a dog"]
                                             --out PATCH [--set key=value] [--verify --json OUT --html OUT]
-    workbench diffusion edit sae-clamp MODEL --erase "Van Gogh" --out DIR [--verify --json OUT]
+    workbench diffusion edit sae-clamp MODEL --erase "Van Gogh" --out PATCH [--verify --json OUT]
     workbench diffusion verify MODEL --patch PATCH --erase ... [--guide ...] --json OUT [--html OUT]
-    workbench diffusion generate MODEL "prompt" [--patch PATCH | --clamp DIR] --steps 2 --out IMG.png
+    workbench diffusion generate MODEL "prompt" [--patch PATCH] --steps 2 --out IMG.png
     workbench diffusion export MODEL --patch PATCH --out DIR          # edited diffusers folder
     workbench diffusion make-tiny --out DIR                           # the tiny random pipeline as a folder
 
@@ -124,13 +124,17 @@ def cmd_edit(args) -> int:
             clamp = fit_sae_clamp(model, spec.erase, spec.preserve, progress=True, **hyper)
         print(f"sae-clamp: {len(clamp.features)} feature(s) at {clamp.site} in {t.seconds:.1f}s "
               f"(FVU {clamp.info['sae'].get('fvu', float('nan')):.3f}), gate threshold {clamp.threshold:.3f}")
-        clamp.save(args.out)
-        print(f"wrote {args.out}")
+        from workbench.diffusion.sae import clamp_edit
+        edit = clamp_edit(model, clamp)
+        edit.edit_seconds = t.seconds
         if args.verify:
             r = verify_sae_clamp(model, clamp, spec.erase, steps=args.steps, clip=args.clip)
             print(f"  gate: TPR {r['gate']['tpr']:.2f}  FPR {r['gate']['fpr']:.2f}   gated-off prompts bit-exact: "
                   f"{r['gated_off_prompts_bit_exact']}")
+            edit.report = {k: v for k, v in r.items() if k != "sae"}
             _write_outputs(args, r)
+        edit.save(args.out, model=model)              # a hook patch: SAE + features + gate, guarded by fingerprints
+        print(f"wrote {args.out}")
         return 0
     if args.method == "uce":
         cfg = UCEConfig.from_dict(hyper)
@@ -167,8 +171,17 @@ def cmd_verify(args) -> int:
     patch = load_patch(args.patch)
     check_base(patch, model)
     spec = _spec(args)
-    report = verify_diffusion_edit(model, spec, patch.new_edit(), steps=args.steps, clip=args.clip)
-    _print_report(report)
+    edit = patch.new_edit()
+    clamps = [h for h in edit.hooks if h.kind == "diffusion_sae_clamp"]
+    if clamps and not edit.deltas:
+        from workbench.diffusion.verify import verify_sae_clamp
+        report = verify_sae_clamp(model, clamps[0].clamp, spec.erase, steps=args.steps, clip=args.clip)
+        print(f"sae-clamp on {report['model']}: gate TPR {report['gate']['tpr']:.2f}  FPR {report['gate']['fpr']:.2f}  "
+              f"gated-off prompts bit-exact: {report['gated_off_prompts_bit_exact']}  embedding change concept "
+              f"{report['embedding_change']['concept']:.4f} / other {report['embedding_change']['other']:.4f}")
+    else:
+        report = verify_diffusion_edit(model, spec, edit, steps=args.steps, clip=args.clip)
+        _print_report(report)
     _write_outputs(args, report)
     return 0
 
@@ -176,18 +189,10 @@ def cmd_verify(args) -> int:
 def cmd_generate(args) -> int:
     from PIL import Image
     model = _load(args)
-    if args.patch and args.clamp:
-        raise ValueError("give --patch or --clamp, not both")
-    if args.patch:
+    if args.patch:                                    # weight patch (uce/rece) or hook patch (sae-clamp)
         from workbench.patches.apply import apply_patch
         apply_patch(args.patch, model)
-    if args.clamp:
-        from workbench.diffusion.sae import SAEClamp
-        clamp = SAEClamp.load(args.clamp)
-        with clamp.applied(model):
-            img = model.generate(args.prompt, steps=args.steps, seed=args.seed, size=args.size)[0]
-    else:
-        img = model.generate(args.prompt, steps=args.steps, seed=args.seed, size=args.size)[0]
+    img = model.generate(args.prompt, steps=args.steps, seed=args.seed, size=args.size)[0]
     from workbench.paths import atomic_path
     with atomic_path(args.out) as tmp:
         Image.fromarray((img.clip(0, 1) * 255).astype("uint8")).save(tmp, format="PNG")
@@ -252,7 +257,7 @@ def register(sub, commands) -> None:
     q = ds.add_parser("info", help="components, cross-attention layers, sites")
     model_arg(q)
     q.add_argument("--sites", action="store_true", help="list every site (weights with their HF names)")
-    q = ds.add_parser("edit", help="fit uce / rece (patch) or sae-clamp (hook edit folder)")
+    q = ds.add_parser("edit", help="fit uce / rece (weight patch) or sae-clamp (hook patch)")
     q.add_argument("method", choices=["uce", "rece", "sae-clamp"])
     model_arg(q)
     concept_args(q)
@@ -266,8 +271,7 @@ def register(sub, commands) -> None:
     q = ds.add_parser("generate", help="generate an image (optionally with a patch or an SAE clamp)")
     model_arg(q)
     q.add_argument("prompt")
-    q.add_argument("--patch", default=None)
-    q.add_argument("--clamp", default=None)
+    q.add_argument("--patch", default=None, help="a uce/rece or sae-clamp patch")
     q.add_argument("--steps", type=int, default=2)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--size", type=int, default=None)

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from workbench.edits.base import HookEdit
 from workbench.paths import atomic_path, write_json
 
 TEMPLATES = ("a painting by {}", "a photo of {}", "{} style artwork", "an illustration in the style of {}",
@@ -256,6 +257,77 @@ class SAEClamp:
         return cls(sae=sae, site=meta["site"], features=[int(i) for i in meta["features"]],
                    scale=float(meta["scale"]), threshold=float(meta["threshold"]), gate=bool(meta["gate"]),
                    model_id=meta.get("model", ""), concept=meta.get("concept"), info=meta.get("info", {}))
+
+
+class TextEncoderClampHook(HookEdit):
+    """The SAE clamp as a hook edit of the Edit protocol, so it saves as an ordinary patch
+    (manifest + tensors.safetensors: the SAE weights, features, scale, threshold) and applies /
+    reverts through `Edit.apply` / `apply_patch`. Its guard fingerprints the text-encoder tensors
+    upstream of the site (the clamp was fitted for exactly those)."""
+    kind = "diffusion_sae_clamp"
+
+    def __init__(self, clamp: SAEClamp, guard: dict | None = None):
+        self.clamp = clamp
+        self.site = clamp.site
+        self.guard = dict(guard or {})
+
+    def install(self, model) -> list:
+        from workbench.diffusion.sites import add_hook
+        self.clamp.sae.to(model.device)
+        return [add_hook(model, self.site, self.clamp.transform)]
+
+    def to_manifest(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        c = self.clamp
+        meta = {"features": c.features, "scale": c.scale, "threshold": c.threshold, "gate": c.gate,
+                "sae_config": c.sae.config(), "sae_sha256": c.sae.content_hash(), "concept": c.concept,
+                "model": c.model_id, "guard": self.guard}
+        return meta, {k: v.detach().cpu().contiguous() for k, v in c.sae.state_dict().items()}
+
+    @classmethod
+    def from_manifest(cls, meta: dict, tensors: dict[str, torch.Tensor], label: str) -> "TextEncoderClampHook":
+        try:
+            cfg = meta["sae_config"]
+            sae = TopKSAE(int(cfg["d_in"]), int(cfg["width"]), int(cfg["k"]))
+            sae.load_state_dict({k: tensors[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{label}: not a valid diffusion SAE clamp ({type(exc).__name__}: {exc})") from None
+        sae.requires_grad_(False)
+        if sae.content_hash() != meta.get("sae_sha256"):
+            raise ValueError(f"{label}: SAE weights do not match their recorded sha256")
+        clamp = SAEClamp(sae=sae, site=meta["site"], features=[int(i) for i in meta["features"]],
+                         scale=float(meta["scale"]), threshold=float(meta["threshold"]), gate=bool(meta["gate"]),
+                         model_id=meta.get("model", ""), concept=meta.get("concept"))
+        return cls(clamp, meta.get("guard"))
+
+
+def upstream_guard(model, site: str) -> dict:
+    """Fingerprints of the text-encoder tensors that feed `site` (embeddings + layers up to it)."""
+    import re
+
+    from workbench.patches.format import dtype_name, tensor_fingerprint
+    m = re.match(r"^text\.blocks\.(\d+)\.", site)
+    last = int(m.group(1)) if m else 10 ** 6
+    guard = {}
+    for name, p in model.hf.named_parameters():
+        if not name.startswith("text_encoder."):
+            continue
+        layer = re.search(r"\.layers?\.(\d+)\.", name)
+        if layer and int(layer.group(1)) > last:
+            continue
+        if not layer and "embeddings" not in name:
+            continue
+        guard[name] = {"fingerprint": tensor_fingerprint(p), "shape": list(p.shape), "dtype": dtype_name(p.dtype)}
+    return guard
+
+
+def clamp_edit(model, clamp: SAEClamp):
+    """An `Edit` (method "sae-clamp", no weight deltas, one hook) that saves as a standard patch."""
+    from workbench.edits.base import Edit
+    return Edit(method="sae-clamp", model_id=model.model_id, hooks=[TextEncoderClampHook(clamp, upstream_guard(
+        model, clamp.site))], concept=clamp.concept,
+        hyper={"site": clamp.site, "features": clamp.features, "scale": clamp.scale, "threshold": clamp.threshold,
+               "gate": clamp.gate, **clamp.sae.config()},
+        provenance={k: v for k, v in clamp.info.items() if k != "selection"} | {"selection": clamp.info.get("selection")})
 
 
 def default_site(model) -> str:

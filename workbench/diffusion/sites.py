@@ -125,27 +125,32 @@ def _first(x):
     return x[0] if isinstance(x, tuple) else x
 
 
+def add_hook(model, site: str, fn: Callable[[torch.Tensor], torch.Tensor | None]):
+    """Install fn at `site` (fn(activation) may return a replacement); returns the handle."""
+    module, where = site_module(model, site)
+    if where == "out":
+        def hook(mod, args, output):
+            new = fn(_first(output))
+            if new is None:
+                return None
+            return (new, *output[1:]) if isinstance(output, tuple) else new
+        return module.register_forward_hook(hook)
+
+    def pre(mod, args, kwargs):
+        new = fn(args[0])
+        if new is None:
+            return None
+        return (new, *args[1:]), kwargs
+    return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+
 @contextmanager
 def hooks(model, fns: dict[str, Callable[[torch.Tensor], torch.Tensor | None]]):
     """Scoped hooks by site: fn(activation) may return a replacement. Removed on exit/exception."""
     handles = []
     try:
         for site, fn in fns.items():
-            module, where = site_module(model, site)
-            if where == "out":
-                def hook(mod, args, output, fn=fn):
-                    new = fn(_first(output))
-                    if new is None:
-                        return None
-                    return (new, *output[1:]) if isinstance(output, tuple) else new
-                handles.append(module.register_forward_hook(hook))
-            else:
-                def pre(mod, args, kwargs, fn=fn):
-                    new = fn(args[0])
-                    if new is None:
-                        return None
-                    return (new, *args[1:]), kwargs
-                handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+            handles.append(add_hook(model, site, fn))
         yield model
     finally:
         for h in handles:
