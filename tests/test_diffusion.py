@@ -197,6 +197,8 @@ def test_rece_derived_embedding_is_identity_on_unedited_weights(sd):
     c = sd.encode("Van Gogh")[0]
     adv = derive_embedding(W, W, c, 1e-6)
     torch.testing.assert_close(adv, c, rtol=1e-3, atol=1e-3)
+    g = sd.encode("art")[0]                                         # "standard": γ pulls c' to the old target
+    torch.testing.assert_close(derive_embedding(W, W, c, 1e9, c0=g), g, rtol=1e-3, atol=1e-3)
 
 
 def test_rece_raises_recovery_residual_and_reverts(sd):
