@@ -350,3 +350,36 @@ def test_moe_model_routing_views_and_drift(tmp_path):
     assert not _errors(at)
     assert "routing_drift" in at.session_state["verify_result"]
     assert any(t.startswith("Routing drift") for t in _chart_titles(at))
+
+
+def test_patch_upload_round_trip_and_scoped_apply_on_a_tiny_model():
+    """Download bytes -> upload -> checksum, fingerprints, scoped apply, bit-exact base afterwards."""
+    from tests.tiny_models import tiny
+    from workbench.dashboard_support import edited
+    from workbench.dashboard_verify import base_intact, check_patch, patch_bytes, read_patch_upload
+    from workbench.edits import Edit, TensorDelta
+    from workbench.patches import PatchError
+    m = tiny("llama")
+    name = "model.layers.1.mlp.down_proj.weight"
+    W = m.get_parameter(name)
+    original = W.detach().clone()
+    edit = Edit("ablate", "tiny-llama", [TensorDelta(name, "low_rank", tuple(W.shape), "float32",
+                                                     A=torch.ones(W.shape[0], 1), B=torch.ones(1, W.shape[1]))],
+                concept="X")
+    data = patch_bytes(edit, m)
+    patch, text = read_patch_upload(data, "x.zip")
+    assert "checksum  ok" in text and set(patch.manifest["fingerprints"]) == {name}
+    check_patch(patch, m)
+    session_edit = patch.new_edit()
+    with edited(m, session_edit):
+        assert torch.equal(m.get_parameter(name), original + 1)
+    assert torch.equal(m.get_parameter(name), original) and base_intact(m, patch)
+    with torch.no_grad():
+        m.get_parameter(name).add_(1e-3)                              # now the model is not the patch's base
+    with pytest.raises(PatchError, match="fingerprint differs"):
+        check_patch(patch, m)
+    assert not base_intact(m, patch)
+    tampered = bytearray(data)
+    tampered[len(tampered) // 2] ^= 0xFF
+    with pytest.raises(PatchError):
+        read_patch_upload(bytes(tampered), "x.zip")

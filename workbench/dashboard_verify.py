@@ -134,8 +134,11 @@ def read_patch_upload(data: bytes, name: str = "upload.zip") -> tuple[Any, str]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / (Path(name).name if name.endswith(".zip") else "patch.zip")
         path.write_bytes(data)
-        patch = load_patch(path)
-        text = inspect_patch(path)
+        try:
+            patch = load_patch(path)
+            text = inspect_patch(path)
+        except zipfile.BadZipFile as exc:                 # a damaged archive (e.g. a CRC error)
+            raise PatchError(f"{name}: damaged .zip ({exc})") from None
     patch.path = None
     return patch, text
 
@@ -151,4 +154,5 @@ def base_intact(model, patch) -> bool:
     """True when every tensor the patch touches matches its base fingerprint (nothing applied)."""
     from workbench.patches import tensor_fingerprint
     with edited(model):
-        return all(tensor_fingerprint(model.hf.get_parameter(n)) == fp for n, fp in patch.manifest["fingerprints"].items())
+        module = getattr(model, "hf", model)
+        return all(tensor_fingerprint(module.get_parameter(n)) == fp for n, fp in patch.manifest["fingerprints"].items())
