@@ -69,8 +69,8 @@ def masked_gradients(params: dict[str, torch.nn.Parameter], masks: dict[str, tor
     handles = []
     try:
         for name, p in params.items():
-            m = masks[name].to(p.device, p.dtype)
-            handles.append(p.register_hook(lambda g, m=m: g * m))
+            off = ~masks[name].to(p.device, torch.bool)          # bool: 1 byte per weight, not a float copy
+            handles.append(p.register_hook(lambda g, off=off: g.masked_fill(off, 0.0)))
         yield
     finally:
         for h in handles:
