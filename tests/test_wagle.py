@@ -145,7 +145,18 @@ def test_mask_load_rejects_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_mask(tmp_path / "missing.safetensors")
     mask = WeightMask({"w": torch.tensor([True, False, True])}, {})
-    path = mask.save(tmp_path / "ok.safetensors")
+    assert load_mask(mask.save(tmp_path / "ok.safetensors")).selected == 2
+    import json
+    index = {"w": {"key": "t0", "shape": [3], "encoding": "bitmap", "count": 3}}     # header disagrees with bits
+    save_file({"t0": torch.tensor([0b10100000], dtype=torch.uint8)}, str(bad),
+              metadata={"format": "workbench-weight-mask", "index": json.dumps(index), "meta": "{}"})
+    with pytest.raises(ValueError, match="bad.safetensors.*header says 3"):
+        load_mask(bad)
+    index["w"].update(encoding="indices", count=1)
+    save_file({"t0": torch.tensor([7], dtype=torch.int32)}, str(bad),
+              metadata={"format": "workbench-weight-mask", "index": json.dumps(index), "meta": "{}"})
+    with pytest.raises(ValueError, match="out of range"):
+        load_mask(bad)
     with pytest.raises(ValueError, match="does not have"):
         mask.check(_tiny_hooked())
 
