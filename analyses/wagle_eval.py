@@ -83,7 +83,8 @@ def run(args) -> dict:
     torch.manual_seed(args.seed)
     model = load_model(args.model)
     hyper = {"loss": args.loss, "lr": args.lr, "steps": steps_list[0], "sparsity": args.sparsity, "scope": args.scope,
-             "params": args.params, "mu": args.mu, "seed": args.seed}
+             "params": args.params, "mu": args.mu, "seed": args.seed,
+             "retain_text_tokens": args.retain_text_tokens}
     doc = {"model": model.model_id, "workbench_version": workbench.__version__,
            "setup": {**hyper, "steps": steps_list},
            "results": [], "summary": [], "failures": []}
@@ -97,7 +98,7 @@ def run(args) -> dict:
                 mask_arg = "none"
             else:
                 ws = attribution_scores(model, concept, method=mask_kind, mu=args.mu, params=args.params,
-                                        seed=args.seed)
+                                        seed=args.seed, retain_text_tokens=args.retain_text_tokens)
                 attribution.update(seconds=ws.meta["seconds"], passes=ws.meta["passes"])
                 mask = top_fraction(ws, args.sparsity, args.scope)
                 if concept is concepts[0] and mask_kind == "wagle":
@@ -151,6 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--scope", default="global", choices=["global", "per_module"])
     p.add_argument("--params", default="all")
     p.add_argument("--mu", type=float, default=1e-6)
+    p.add_argument("--retain-text-tokens", type=int, default=0, help="general text added to the retain gradient")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--utility-tokens", type=int, default=2048)
     p.add_argument("--relearn", action="store_true")

@@ -299,6 +299,10 @@ def test_locate_weights_kind_on_tiny_model():
     top = ws.top_weights(3)
     flat = torch.cat([t.reshape(-1) for t in ws.scores.values()])
     assert top[0]["score"] == pytest.approx(float(flat.max()))
+    with_text = attribution_scores(model, concept, retain_text_tokens=256, progress=False)
+    assert with_text.meta["retain_text_tokens"] == 256 and with_text.meta["passes"] == 2
+    name = "model.layers.1.mlp.down_proj.weight"
+    assert not torch.equal(with_text.scores[name], ws.scores[name])   # general text moves the retain gradient
     mods, layers, z = ws.heatmap()
     assert layers == [0, 1] and "mlp.down_proj" in mods and len(z) == len(mods)
     assert len(ws.figures()) == 2 and len(top_fraction(ws, 0.9).figures()) == 2
