@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-SCOPES = ("uoe", "uoe_down", "layer", "full")     # uoe_down: only the expert's down projection (+ router row)
+SCOPES = ("uoe", "uoe_down", "uoe_noanchor", "layer", "full")
+# uoe_down: only the expert's down projection (+ router row); uoe_noanchor: uoe without the router anchor loss
 
 
 
@@ -49,6 +50,8 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
             if scope == "uoe":
                 edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr)
                 layer = edit.hyper["layer"]
+            elif scope == "uoe_noanchor":
+                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr, anchor=0.0)
             elif scope == "uoe_down":
                 edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr, tensors="down_proj")
             elif scope == "layer":
