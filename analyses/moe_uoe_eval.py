@@ -31,7 +31,7 @@ SCOPES = ("uoe", "uoe_down", "uoe_noanchor", "layer", "full")
 
 
 def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30, lr: float = 1e-3,
-             lr_full: float | None = None, utility_tokens: int = 2048, max_new_tokens: int = 6,
+             lr_full: float | None = None, lr_uoe: float | None = None, utility_tokens: int = 2048, max_new_tokens: int = 6,
              scopes: tuple[str, ...] = ("uoe", "layer", "full"), world_retain: bool = True) -> dict:
     from workbench.concepts.schema import Concept
     from workbench.data.world import concepts_for
@@ -48,12 +48,12 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
         for scope in scopes:
             t0 = time.perf_counter()
             if scope == "uoe":
-                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr)
+                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr_uoe or lr)
                 layer = edit.hyper["layer"]
             elif scope == "uoe_noanchor":
-                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr, anchor=0.0)
+                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr_uoe or lr, anchor=0.0)
             elif scope == "uoe_down":
-                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr, tensors="down_proj")
+                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr_uoe or lr, tensors="down_proj")
             elif scope == "layer":
                 if layer is None:
                     from workbench.locate.routing import expert_attribution
@@ -154,6 +154,7 @@ def main(argv=None) -> int:
     ap.add_argument("--loss", default="npo", choices=["ga", "graddiff", "npo", "simnpo"])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-uoe", type=float, default=None, help="lr of the uoe runs (default: --lr)")
     ap.add_argument("--lr-full", type=float, default=None, help="lr of the full-model run (default: --lr)")
     ap.add_argument("--utility-tokens", type=int, default=2048)
     ap.add_argument("--no-world-retain", action="store_true", help="skip scoring every other entity's facts")
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
         print(f"{folder}: no entity reaches completion accuracy {args.min_acc}", file=sys.stderr)
         return 2
     print(f"entities: {names}")
-    doc = evaluate(model, world, names, loss=args.loss, steps=args.steps, lr=args.lr, lr_full=args.lr_full,
+    doc = evaluate(model, world, names, loss=args.loss, steps=args.steps, lr=args.lr, lr_full=args.lr_full, lr_uoe=args.lr_uoe,
                    utility_tokens=args.utility_tokens, scopes=tuple(args.scopes.split(",")),
                    world_retain=not args.no_world_retain)
     doc.update({"model": str(folder), "entities": names, "args": vars(args),
