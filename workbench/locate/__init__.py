@@ -7,8 +7,13 @@ from workbench.locate.report import KINDS, Evidence, LocalizationReport
 
 
 def locate(model, concept, kinds: tuple[str, ...] = ("concept_vectors", "directions", "tracing"),
-           trace_probes: int = 2, validate_top: int = 8, progress: bool = True) -> LocalizationReport:
-    """Run the evidence kinds and fuse them into one LocalizationReport."""
+           trace_probes: int = 2, validate_top: int = 8, progress: bool = True, sae=None,
+           sae_top: int = 8) -> LocalizationReport:
+    """Run the evidence kinds and fuse them into one LocalizationReport.
+
+    `sae`: an SAE folder, a loaded SAEHandle or a list of them: adds `sae_feature` evidence (the
+    `sae_top` most concept-selective features of each, see workbench.locate.sae).
+    """
     report = LocalizationReport(model.model_id, concept.name, meta={"timings": {}})
     timings = report.meta["timings"]
     if getattr(model.family, "is_moe", False) and "concept_vectors" in kinds:
@@ -51,6 +56,26 @@ def locate(model, concept, kinds: tuple[str, ...] = ("concept_vectors", "directi
             report.add_evidence([Evidence(f"blocks.{L}.{site_kind}", f"causal_trace_{kind}", prof[L], L, prof[L])
                                  for L in range(model.n_layers)])
             report.traces += [t.to_dict() for t in ts[:1]]
+    if "weights" in kinds:                       # WAGLE weight attribution (workbench.locate.weights)
+        from workbench.locate.weights import attribution_scores, score_evidence
+        ws = attribution_scores(model, concept, method="wagle", progress=progress)
+        timings["weights"] = ws.meta["seconds"]
+        items, profile = score_evidence(model, ws)
+        report.add_profile("weight_attribution", profile)
+        report.add_evidence(items)
+        report.meta["weight_attribution"] = {"method": ws.method, "mu": ws.meta.get("mu"), "passes": ws.meta["passes"],
+                                             "top_weights": ws.top_weights(10)}
+        del ws
+    if sae is not None:
+        from workbench.locate.sae import sae_concept_features, sae_evidence
+        from workbench.sae.store import load_sae
+        t0 = time.perf_counter()
+        for spec in (sae if isinstance(sae, (list, tuple)) else [sae]):
+            handle = spec if hasattr(spec, "sae") else load_sae(spec)
+            report.add_evidence(sae_evidence(sae_concept_features(model, concept, handle, top=sae_top)))
+            report.meta.setdefault("saes", []).append({"name": handle.name, "site": handle.site,
+                                                       "sha256": handle.sha256, **handle.source})
+        timings["sae"] = round(time.perf_counter() - t0, 2)
     return report
 
 

@@ -104,6 +104,8 @@ def inspect_patch(path: str | Path) -> str:
         extra = {"low_rank": f"  rank {e.get('rank', '?')}", "sparse": f"  {e.get('count', '?')} entries",
                  "replace_rows": f"  {e.get('count', '?')} slices along dim {e['dim']}"}.get(e["kind"], "")
         lines.append(f"  {e['name']}  {e['kind']}  {e['shape']}  {e['dtype']}{extra}")
+    for h in m.get("hooks") or []:
+        lines.append(f"  hook edit {h['kind']} at {h['site']}" + (f"  ({h['summary']})" if h.get("summary") else ""))
     if m.get("dense_note"):
         lines.append(f"note      {m['dense_note']}")
     lines.append(f"checksum  {'ok' if got == expected else f'MISMATCH (expected {expected}, got {got})'}")

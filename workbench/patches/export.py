@@ -31,9 +31,14 @@ _SKIP = {"config.json", "generation_config.json", "workbench_source.json"}
 
 def _resolve(patch_or_edit) -> tuple[Patch | None, Edit]:
     if isinstance(patch_or_edit, Edit):
-        return None, patch_or_edit
-    patch = as_patch(patch_or_edit)
-    return patch, patch.edit
+        patch, edit = None, patch_or_edit
+    else:
+        patch = as_patch(patch_or_edit)
+        edit = patch.edit
+    if edit.hooks:
+        raise PatchError(f"edit {edit.method!r} has inference-time hook edits ({', '.join(h.kind for h in edit.hooks)}), "
+                         "which no weight checkpoint can hold; apply the patch with apply_patch instead")
+    return patch, edit
 
 
 def _check_out(out: Path, marker: str) -> None:

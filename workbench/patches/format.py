@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file, save_file
 
-from workbench.edits.base import DELTA_KINDS, Edit, TensorDelta, _module
+from workbench.edits.base import DELTA_KINDS, HOOK_KINDS, Edit, TensorDelta, _module, hook_class
 from workbench.paths import atomic_path, write_json
 
 SCHEMA_VERSION = 1
@@ -85,7 +85,8 @@ class Patch:
 
     def new_edit(self) -> Edit:
         """A fresh, unapplied copy of the edit (so one Patch can be applied to several models)."""
-        return replace(self.edit, deltas=list(self.edit.deltas), _originals=None)
+        return replace(self.edit, deltas=list(self.edit.deltas), hooks=list(self.edit.hooks), _originals=None,
+                       _handles=None)
 
 
 # ---------------------------------------------------------------------------------- save
@@ -138,9 +139,22 @@ def _payload(edit: Edit) -> tuple[list[dict], dict[str, torch.Tensor]]:
     return entries, tensors
 
 
+def _hook_payload(edit: Edit) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """Hook edits (inference-time, no weight change): JSON meta + tensors under "h{i}.{field}"."""
+    entries, tensors = [], {}
+    for i, h in enumerate(edit.hooks):
+        meta, payload = h.to_manifest()
+        meta = {**meta, "kind": h.kind, "site": h.site, "keys": {}}
+        for fld, t in payload.items():
+            tensors[f"h{i}.{fld}"] = t.detach().to("cpu").contiguous().clone()
+            meta["keys"][fld] = f"h{i}.{fld}"
+        entries.append(meta)
+    return entries, tensors
+
+
 def build_manifest(edit: Edit, model=None, base_model_id: str | None = None) -> tuple[dict, dict]:
     """(manifest without `tensors_sha256`, safetensors payload) for an edit."""
-    base = _base_tensors(edit, model)
+    base = _base_tensors(edit, model) if edit.deltas else {}
     base_id = base_model_id or getattr(model, "model_id", None) or edit.model_id
     entries, tensors = _payload(edit)
     kinds = sorted({d.kind for d in edit.deltas})
@@ -153,6 +167,15 @@ def build_manifest(edit: Edit, model=None, base_model_id: str | None = None) -> 
         "tensors": entries,
         "delta_kinds": kinds,
     }
+    if edit.hooks:                    # inference-time hook edits; their guards fingerprint unchanged base tensors
+        hook_entries, hook_tensors = _hook_payload(edit)
+        manifest["hooks"] = hook_entries
+        manifest["hook_kinds"] = sorted({h.kind for h in edit.hooks})
+        tensors.update(hook_tensors)
+        for h in edit.hooks:
+            for n, g in (getattr(h, "guard", None) or {}).items():
+                manifest["fingerprints"].setdefault(n, g["fingerprint"])
+                manifest["base_tensors"].setdefault(n, {"shape": list(g["shape"]), "dtype": g["dtype"]})
     dense = [d for d in edit.deltas if d.kind == "dense"]
     if dense:
         manifest["dense_note"] = (
@@ -190,8 +213,8 @@ def save_patch(edit: Edit, path: str | Path, model=None, base_model_id: str | No
     tensors (then `model` must be the unedited base). Returns the written path.
     """
     target = Path(path)
-    if not edit.deltas:
-        raise PatchError(f"edit {edit.method!r} has no weight deltas to save (hook-only edits are not patches)")
+    if not edit.deltas and not edit.hooks:
+        raise PatchError(f"edit {edit.method!r} has no weight deltas or hook edits to save")
     _check_target(target)
     manifest, tensors = build_manifest(edit, model, base_model_id)
     try:
@@ -276,8 +299,22 @@ def validate_manifest(m: dict, label: str = MANIFEST) -> None:
     if not _HEX64.match(_need(m, "tensors_sha256", str, label)):
         raise PatchError(f"{label}: key 'tensors_sha256' is not a sha256 hex digest")
     entries = _need(m, "tensors", list, label)
-    if not entries:
-        raise PatchError(f"{label}: key 'tensors' is empty")
+    hooks = m.get("hooks")
+    if hooks is not None:
+        if not isinstance(hooks, list):
+            raise PatchError(f"{label}: key 'hooks' must be a list")
+        for i, h in enumerate(hooks):
+            where = f"'hooks'[{i}]."
+            if not isinstance(h, dict):
+                raise PatchError(f"{label}: key 'hooks'[{i}] must be an object")
+            if _need(h, "kind", str, label, where) not in HOOK_KINDS:
+                raise PatchError(f"{label}: key {where}'kind' is {h['kind']!r}, not one of {sorted(HOOK_KINDS)}")
+            _need(h, "site", str, label, where)
+            keys = _need(h, "keys", dict, label, where)
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+                raise PatchError(f"{label}: key {where}'keys' must map field names to tensor keys")
+    if not entries and not hooks:
+        raise PatchError(f"{label}: key 'tensors' is empty (and there are no 'hooks')")
     for i, e in enumerate(entries):
         where = f"'tensors'[{i}]."
         if not isinstance(e, dict):
@@ -376,7 +413,14 @@ def load_patch(path: str | Path) -> Patch:
     except Exception as exc:  # safetensors raises its own error types
         raise PatchError(f"{path}: {TENSORS} is not a readable safetensors file ({exc})") from exc
     deltas = [_delta(e, tensors, label, i) for i, e in enumerate(manifest["tensors"])]
-    edit = Edit(method=manifest["method"], model_id=manifest["base_model"], deltas=deltas,
+    hooks = []
+    for i, h in enumerate(manifest.get("hooks") or []):
+        missing = [k for k in h["keys"].values() if k not in tensors]
+        if missing:
+            raise PatchError(f"{label}: hooks[{i}]: tensor {missing[0]!r} is not in {TENSORS}")
+        hooks.append(hook_class(h["kind"]).from_manifest(h, {f: tensors[k] for f, k in h["keys"].items()},
+                                                          f"{label}: hooks[{i}]"))
+    edit = Edit(method=manifest["method"], model_id=manifest["base_model"], deltas=deltas, hooks=hooks,
                 concept=manifest.get("concept"), hyper=manifest.get("hyper") or {},
                 seed=manifest.get("seed"), provenance=manifest.get("provenance") or {},
                 report=manifest.get("report"), edit_seconds=manifest.get("edit_seconds"))

@@ -39,7 +39,7 @@ def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str
     vkw = {**CHEAP_VERIFY, "utility_tokens": utility_tokens, **(verify or {})}
     doc = {"model": model.model_id, "workbench_version": workbench.__version__, "results": [], "failures": []}
     pairs = [(c, m) for c in concepts for m in methods]
-    for concept, method in tqdm(pairs, desc="bench", disable=None if progress else True):
+    for concept, method in tqdm(pairs, desc="bench", disable=not progress):
         try:
             edit = fit_edit(method, model, concept, **hyper.get(method, {}))
         except (ValueError, RuntimeError, FloatingPointError) as exc:

@@ -1,0 +1,158 @@
+"""WAGLE evaluation: attribution-guided masks vs no mask vs random vs magnitude masks, at the same
+unlearning loss, learning rate, steps and sparsity (Jia et al., NeurIPS 2024, Tables 2-3 in spirit).
+
+For each concept and each mask kind: score the weights (timed: attribution cost in forward+backward
+passes and seconds), keep the top (1 - sparsity) share, run the masked unlearning edit
+(workbench.edits.wagle) and verify it (workbench.verify.battery: forget / retain hit and prob, per
+form, held-out perplexity and KL). Writes one JSON document (DESIGN.md §4 results, method
+"wagle:<mask>", plus a summary table) and an HTML page: the forget-vs-utility trade-off, per-form
+bars, the attribution heat map (layer x module) and the mask sparsity per module.
+
+    python analyses/wagle_eval.py --concept "Eiffel Tower" --concept Japan \
+        --masks wagle,none,random,magnitude --json out/wagle_eval.json --html out/wagle_eval.html
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _summary_row(r: dict, mask: str) -> dict:
+    ppl = r["perplexity"]
+    return {"concept": r["concept"], "mask": mask,
+            "forget_hit": [r["forget"]["hit_before"], r["forget"]["hit_after"]],
+            "forget_prob": [r["forget"]["prob_before"], r["forget"]["prob_after"]],
+            "retain_hit": [r["retain"]["hit_before"], r["retain"]["hit_after"]],
+            "retain_prob": [r["retain"]["prob_before"], r["retain"]["prob_after"]],
+            "perplexity": [ppl["before"], ppl["after"]], "kl": r.get("kl"),
+            "params_changed": r["params_changed"], "edit_seconds": r["edit_seconds"],
+            "attribution_seconds": r["attribution"]["seconds"], "attribution_passes": r["attribution"]["passes"]}
+
+
+def format_summary(rows: list[dict]) -> str:
+    head = (f"{'concept':<14} {'mask':<10} {'forget hit':>11} {'forget prob':>13} {'retain hit':>11} "
+            f"{'retain prob':>13} {'ppl':>13} {'KL':>7} {'changed':>11} {'fit s':>6} {'attr s':>6} passes")
+    lines = [head, "-" * len(head)]
+    f = lambda ab, fmt: f"{ab[0]:{fmt}}->{ab[1]:{fmt}}" if None not in ab else "n/a"
+    for r in rows:
+        lines.append(f"{r['concept'][:14]:<14} {r['mask']:<10} {f(r['forget_hit'], '.2f'):>11} "
+                     f"{f(r['forget_prob'], '.3f'):>13} {f(r['retain_hit'], '.2f'):>11} {f(r['retain_prob'], '.3f'):>13} "
+                     f"{f(r['perplexity'], '.2f'):>13} {(r['kl'] or 0):7.4f} {r['params_changed']:>11,} "
+                     f"{r['edit_seconds']:6.1f} {r['attribution_seconds']:6.1f} {r['attribution_passes']:>3}")
+    return "\n".join(lines)
+
+
+def tradeoff_figure(rows: list[dict]):
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for mask in dict.fromkeys(r["mask"] for r in rows):
+        rs = [r for r in rows if r["mask"] == mask]
+        fig.add_trace(go.Scatter(x=[r["forget_prob"][1] for r in rs],
+                                 y=[(r["perplexity"][1] or 0) / (r["perplexity"][0] or 1) for r in rs],
+                                 mode="markers+text", text=[r["concept"] for r in rs], textposition="top center",
+                                 name=mask, marker={"size": 12}))
+    fig.update_layout(title="Forget/utility trade-off at the same loss, steps and sparsity "
+                            "(lower-left is better)",
+                      xaxis_title="forget prob after (teacher-forced answer probability)",
+                      yaxis_title="held-out perplexity after / before")
+    return fig
+
+
+def run(args) -> dict:
+    import torch
+    import workbench
+    from tqdm.auto import tqdm
+    from workbench.concepts import get_concept, load_builtin, read_concepts
+    from workbench.edits import fit_edit
+    from workbench.locate.masks import top_fraction
+    from workbench.locate.weights import attribution_scores
+    from workbench.models import load_model
+    from workbench.paths import write_json
+    from workbench.verify.battery import verify_edit
+    from workbench.verify.bench import bench_figures, write_html
+
+    pool = load_builtin() if args.concepts == "builtin" else read_concepts(args.concepts)
+    concepts = [get_concept(pool, n) for n in (args.concept or ["Eiffel Tower"])]
+    masks = [m.strip() for m in args.masks.split(",") if m.strip()]
+    torch.manual_seed(args.seed)
+    model = load_model(args.model)
+    hyper = {"loss": args.loss, "lr": args.lr, "steps": args.steps, "sparsity": args.sparsity, "scope": args.scope,
+             "params": args.params, "mu": args.mu, "seed": args.seed}
+    doc = {"model": model.model_id, "workbench_version": workbench.__version__, "setup": hyper,
+           "results": [], "summary": [], "failures": []}
+    figures = []
+    tmp = Path(tempfile.mkdtemp(prefix="wagle_eval_"))
+    for concept in concepts:
+        for mask_kind in tqdm(masks, desc=concept.name):
+            t0 = time.perf_counter()
+            attribution = {"method": mask_kind, "seconds": 0.0, "passes": 0}
+            if mask_kind == "none":
+                mask_arg = "none"
+            else:
+                ws = attribution_scores(model, concept, method=mask_kind, mu=args.mu, params=args.params,
+                                        seed=args.seed)
+                attribution.update(seconds=ws.meta["seconds"], passes=ws.meta["passes"])
+                mask = top_fraction(ws, args.sparsity, args.scope)
+                if concept is concepts[0] and mask_kind == "wagle":
+                    figures += ws.figures() + mask.figures()
+                    attribution["top_weights"] = ws.top_weights(10)
+                    attribution["layer_profile"] = ws.layer_profile(model.n_layers)
+                del ws
+                attribution["mask_seconds"] = round(time.perf_counter() - t0 - attribution["seconds"], 2)
+                attribution["mask_by_module"] = {r["name"]: round(r["density"], 5) for r in mask.per_module()}
+                mask_arg = str(mask.save(tmp / f"{mask_kind}.safetensors"))
+                del mask
+            try:
+                edit = fit_edit("wagle", model, concept, **{**hyper, "mask": mask_arg})
+            except (ValueError, RuntimeError, FloatingPointError) as exc:
+                doc["failures"].append({"concept": concept.name, "mask": mask_kind, "error": str(exc)})
+                continue
+            edit.hyper["mask"] = mask_kind
+            r = verify_edit(model, concept, edit, relearn=args.relearn, fluency=False, parametric=False,
+                            leakage=False, utility_tokens=args.utility_tokens)
+            r["method"] = f"wagle:{mask_kind}"
+            r["attribution"] = attribution
+            doc["results"].append(r)
+            doc["summary"].append(_summary_row(r, mask_kind))
+            print(format_summary(doc["summary"][-1:]).splitlines()[-1], flush=True)
+            write_json(args.json, doc)                    # an interrupted run keeps what it measured
+            del edit
+    print(format_summary(doc["summary"]))
+    if args.html:
+        figs = [tradeoff_figure(doc["summary"])] + bench_figures(doc) + figures
+        write_html(args.html, figs, title="WAGLE evaluation", table=format_summary(doc["summary"]))
+        print(f"wrote {args.html}")
+    write_json(args.json, doc)
+    print(f"wrote {args.json}")
+    return doc
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--concepts", default="builtin")
+    p.add_argument("--concept", action="append", default=None, help="repeatable; default: Eiffel Tower")
+    p.add_argument("--masks", default="wagle,none,random,magnitude",
+                   help="comma-separated: wagle, none, random, magnitude, gradient, snip")
+    p.add_argument("--loss", default="npo", choices=["npo", "graddiff", "simnpo", "ga"])
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--sparsity", type=float, default=0.95)
+    p.add_argument("--scope", default="global", choices=["global", "per_module"])
+    p.add_argument("--params", default="all")
+    p.add_argument("--mu", type=float, default=1e-6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--utility-tokens", type=int, default=2048)
+    p.add_argument("--relearn", action="store_true")
+    p.add_argument("--json", default="wagle_eval.json")
+    p.add_argument("--html", default=None)
+    args = p.parse_args(argv)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

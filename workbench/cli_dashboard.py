@@ -1,0 +1,50 @@
+"""`workbench dashboard`: start the Streamlit app (headless, loopback by default)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def app_path() -> Path:
+    """dashboards/app.py next to the workbench package (a source checkout or editable install)."""
+    path = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: dashboard app not found (run from a source checkout of the workbench)")
+    return path
+
+
+def streamlit_command(host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.address", host,
+            "--server.port", str(port), "--server.headless", "true" if headless else "false",
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
+
+
+def cmd_dashboard(args) -> int:
+    import importlib.util
+    if importlib.util.find_spec("streamlit") is None:
+        raise ValueError("streamlit is not installed (pip install streamlit==1.67.0)")
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port {args.port}: not a TCP port")
+    env = dict(os.environ)
+    if args.model:
+        env["WORKBENCH_DASHBOARD_MODEL"] = args.model
+    cmd = streamlit_command(args.host, args.port, headless=not args.browser)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: anyone who can reach it can run edits on this machine",
+              file=sys.stderr)
+    print(f"dashboard: http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
+def register(sub, commands) -> None:
+    p = sub.add_parser("dashboard", help="start the Streamlit dashboard (headless, loopback by default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--model", default=None, help="model every new session starts with (default smollm2-135m)")
+    p.add_argument("--browser", action="store_true", help="open a browser window (not headless)")
+    commands["dashboard"] = cmd_dashboard
