@@ -97,9 +97,9 @@ def register(sub, commands) -> None:
     t.add_argument("--width", default=None, help="SAE width(s): 2048 or 1024,2048 (default 2048)")
     t.add_argument("--tokens", type=int, default=100_000, help="corpus tokens to cache and train on")
     t.add_argument("--k", type=int, default=32, help="TopK: active features per token")
-    t.add_argument("--epochs", type=float, default=2.0)
-    t.add_argument("--lr", type=float, default=7e-4)
-    t.add_argument("--batch-size", type=int, default=512)
+    t.add_argument("--epochs", type=float, default=4.0)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--source", choices=["shakespeare", "kjv", "wordnet"], default="shakespeare",
                    help="training corpus (kjv / wordnet: `make corpora`)")

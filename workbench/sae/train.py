@@ -34,9 +34,9 @@ class SAETrainConfig:
     width: int = 2048
     k: int = 32
     tokens: int = 100_000            # corpus tokens to cache (first positions excluded)
-    epochs: float = 2.0              # passes over the cached tokens
-    batch_size: int = 512
-    lr: float = 7e-4
+    epochs: float = 4.0              # passes over the cached tokens
+    batch_size: int = 256
+    lr: float = 1e-3
     seq_len: int = 128
     source: str = "shakespeare"
     heldout_tokens: int = 16_384
@@ -69,7 +69,7 @@ def _training_sae(d_in: int, cfg: SAETrainConfig, site: str, model_id: str):
     from sae_lens.saes.sae import SAEMetadata
     torch.manual_seed(cfg.seed)
     sae_cfg = TopKTrainingSAEConfig(d_in=d_in, d_sae=cfg.width, k=cfg.k, dtype="float32", device="cpu",
-                                    apply_b_dec_to_input=True, normalize_activations="expected_average_only_in",
+                                    apply_b_dec_to_input=True, normalize_activations="none",
                                     aux_loss_coefficient=cfg.aux_loss_coefficient,
                                     metadata=SAEMetadata(hook_name=site, model_name=model_id,
                                                          seqpos_slice=(1, None), context_size=cfg.seq_len))
@@ -102,6 +102,13 @@ def fit_on_activations(acts: torch.Tensor, cfg: SAETrainConfig, site: str, model
     if acts.shape[0] < cfg.batch_size:
         raise ValueError(f"only {acts.shape[0]} activations for batch_size={cfg.batch_size}")
     sae = _training_sae(acts.shape[1], cfg, site, model_id)
+    # inputs scaled to mean norm sqrt(d_in) (folded back into the weights after training), and b_dec
+    # starts at the data mean: a residual stream has a large mean that otherwise takes features hostage
+    # and leaves most of them dead
+    scale = float(acts.shape[1] ** 0.5 / acts[: 65_536].norm(dim=-1).mean())
+    acts = acts * scale
+    with torch.no_grad():
+        sae.b_dec.copy_(acts[: 65_536].mean(0))
     total = int(acts.shape[0] * cfg.epochs) // cfg.batch_size * cfg.batch_size
     steps = total // cfg.batch_size
     tcfg = SAETrainerConfig(total_training_samples=total, train_batch_size_samples=cfg.batch_size, lr=cfg.lr,
@@ -115,6 +122,7 @@ def fit_on_activations(acts: torch.Tensor, cfg: SAETrainConfig, site: str, model
         import tqdm.auto
         trainer._update_pbar = lambda *a, **k: None      # noqa: SLF001 (quiet mode for tests)
     trainer.fit()
+    sae.fold_activation_norm_scaling_factor(scale)
     return _to_inference(sae)
 
 
