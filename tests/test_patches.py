@@ -116,6 +116,16 @@ def test_zip_round_trip_and_apply(tmp_path):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
+def test_damaged_zip_is_a_patch_error_naming_the_file(tmp_path):
+    path = save_patch(make_edit("mixed"), tmp_path / "p.zip", model=tiny(0))
+    data = bytearray(path.read_bytes())
+    data[10:40] = bytes(30)                          # the first member's local header
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(PatchError, match=r"bad\.zip: damaged zip"):
+        load_patch(bad)
+
+
 # ------------------------------------------------------------------------------ apply / revert
 def test_apply_revert_bit_exact(tmp_path):
     model, edit = tiny(0), make_edit("mixed")

@@ -52,6 +52,8 @@ class ROCRConfig(EditConfig):
     keys: str = "subject"             # "last": one key, the subject's last token (rank one);
                                       # "subject": one key per subject token after the first (rank = that
                                       # count), each sent to the harmless concept's last-token state
+    skip_common: int = 100            # keys="subject": subject tokens among the corpus's N most frequent
+                                      # (" of", " the", ...) are not used as keys (0: use them all)
 
 
 def _prefixes(model, concept, use_forget: bool) -> list[str]:
@@ -80,27 +82,43 @@ def _mean_at_last_token(model, texts: list[str], site: str) -> torch.Tensor:
     return _means_at_last_token(model, texts, [site])[site]
 
 
+def common_token_ids(model, n: int, n_tokens: int = 16384, seq_len: int = 128) -> set[int]:
+    """The `n` most frequent token ids of the general-text train split (the covariance's corpus)."""
+    if n <= 0:
+        return set()
+    from workbench.data.corpus import token_chunks
+    ids = token_chunks(model.tokenizer, "train", n_tokens, seq_len).reshape(-1)
+    counts = torch.bincount(ids, minlength=int(ids.max()) + 1)
+    return set(counts.topk(min(n, int((counts > 0).sum()))).indices.tolist())
+
+
 @torch.no_grad()
 def _means_by_subject_offset(model, texts: list[str], subject: str, sites: list[str], skip_first: bool = True,
-                             ) -> tuple[dict[str, torch.Tensor], int]:
-    """Mean activation at each subject token, aligned from the subject's end: {site: [m, d]}.
+                             skip_ids: set[int] | frozenset = frozenset()) -> tuple[dict[str, torch.Tensor], int, list[str]]:
+    """Mean activation at each used subject token, aligned from the subject's end: {site: [m, d]}.
 
-    Row j is offset m-1-j from the last subject token. Texts whose subject tokenizes to a
-    different length than the most common one are left out of the mean (their offsets do not
-    line up); the first subject token is dropped when `skip_first` and the subject has > 1 token
-    (its early-layer state is mostly the token's identity, shared with every other word it starts).
+    Texts whose subject tokenizes to a different length than the most common one are left out of
+    the mean (their offsets do not line up). Offsets left out as keys: the first subject token when
+    `skip_first` and the subject has > 1 token (its early-layer state is mostly the token's identity,
+    shared with every other word it starts), and tokens in `skip_ids` (frequent general-text tokens
+    such as " of", " the": their keys are close to the keys of ordinary text, so mapping them would
+    change the MLP's output everywhere). The last subject token is always kept.
+    Returns (means, number of texts used, the used tokens).
     """
     spans = [model.subject_span(t, subject) for t in texts]
     lengths = [b - a for a, b in spans]
     n = max(set(lengths), key=lengths.count)
     keep = [i for i, ln in enumerate(lengths) if ln == n]
     _, cache = model.run_with_cache([texts[i] for i in keep], sites, logits_to_keep=1)
+    ref = keep[-1]
+    ids = model.tokenizer(texts[ref])["input_ids"][spans[ref][0]:spans[ref][1]]
     first = 1 if skip_first and n > 1 else 0
+    offsets = [j for j in range(first, n) if ids[j] not in skip_ids or j == n - 1]
     out = {}
     for s in sites:
-        rows = torch.stack([cache[s][j, spans[i][0] + first:spans[i][1]] for j, i in enumerate(keep)])
+        rows = torch.stack([cache[s][j, [spans[i][0] + o for o in offsets]] for j, i in enumerate(keep)])
         out[s] = rows.float().mean(0)
-    return out, len(keep)
+    return out, len(keep), [model.tokenizer.decode([ids[o]]) for o in offsets]
 
 
 def multi_key_update(W: torch.Tensor, C: torch.Tensor, K: torch.Tensor, V: torch.Tensor, lambda_reg: float,
@@ -179,7 +197,9 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
         C = mlp_key_second_moment(model, L, cfg.cov_tokens, cfg.cov_seq_len)
         red = _means_at_last_token(model, redirect_texts, [site, post])
         if cfg.keys == "subject":
-            subj, n_used = _means_by_subject_offset(model, subj_texts, concept.subject, [site, post])
+            subj, n_used, key_tokens = _means_by_subject_offset(
+                model, subj_texts, concept.subject, [site, post],
+                skip_ids=common_token_ids(model, cfg.skip_common, cfg.cov_tokens, cfg.cov_seq_len))
             K = subj[site].T                                           # [d_mlp, m]
             if cfg.target == "mlp_out":
                 V = (W0 @ red[site])[:, None].expand(-1, K.shape[1])
@@ -205,6 +225,7 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
         deltas.append(TensorDelta(model.weight_name(f"blocks.{L}.mlp.W_out"), "low_rank", tuple(W.shape),
                                   str(W.dtype).replace("torch.", ""), A=A, B=B))
         details.append({"layer": L, "rank": int(A.shape[1]), "k_norm": float(k_star.norm()),
+                        "key_tokens": key_tokens if cfg.keys == "subject" else None,
                         "v_shift": float((v_star - W0 @ k_star).norm())})
     provenance.update({"layers": layers, "n_contexts": len(subj_texts), "redirect_to": concept.redirect_to,
                        "updates": details})

@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -248,22 +249,35 @@ def _open(path: Path) -> tuple[dict, str, Any, int]:
         size = mpath.stat().st_size + tpath.stat().st_size
         source: Any = tpath
     elif path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            prefix = ""
-            if MANIFEST not in names:  # a zip of the folder itself: one top-level directory
-                tops = {n.split("/", 1)[0] for n in names if "/" in n}
-                if len(tops) == 1 and f"{next(iter(tops))}/{MANIFEST}" in names:
-                    prefix = f"{next(iter(tops))}/"
-            for member in (MANIFEST, TENSORS):
-                if prefix + member not in names:
-                    raise PatchError(f"{path}: not a patch, {member} is missing from the zip")
-            raw, source = zf.read(prefix + MANIFEST), zf.read(prefix + TENSORS)
-        label, size = f"{path}!{MANIFEST}", path.stat().st_size
+        try:
+            return _open_zip(path)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
+            raise PatchError(f"{path}: damaged zip ({exc})") from exc
     elif path.exists():
         raise PatchError(f"{path}: a patch is a folder or a .zip of one")
     else:
         raise PatchError(f"{path}: no such patch")
+    return _parse_manifest(raw, label, source, size)
+
+
+def _open_zip(path: Path) -> tuple[dict, str, Any, int]:
+    """Manifest and tensors bytes of a zipped patch (the zip itself or a zip of the folder)."""
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        prefix = ""
+        if MANIFEST not in names:  # a zip of the folder itself: one top-level directory
+            tops = {n.split("/", 1)[0] for n in names if "/" in n}
+            if len(tops) == 1 and f"{next(iter(tops))}/{MANIFEST}" in names:
+                prefix = f"{next(iter(tops))}/"
+        for member in (MANIFEST, TENSORS):
+            if prefix + member not in names:
+                raise PatchError(f"{path}: not a patch, {member} is missing from the zip")
+        raw, source = zf.read(prefix + MANIFEST), zf.read(prefix + TENSORS)
+    label, size = f"{path}!{MANIFEST}", path.stat().st_size
+    return _parse_manifest(raw, label, source, size)
+
+
+def _parse_manifest(raw: bytes, label: str, source: Any, size: int) -> tuple[dict, str, Any, int]:
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
