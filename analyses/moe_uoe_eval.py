@@ -25,13 +25,14 @@ from pathlib import Path
 
 import torch
 
-SCOPES = ("uoe", "uoe_down", "layer", "full")     # uoe_down: only the expert's down projection (+ router row)
+SCOPES = ("uoe", "uoe_down", "uoe_noanchor", "layer", "full")
+# uoe_down: only the expert's down projection (+ router row); uoe_noanchor: uoe without the router anchor loss
 
 
 
 def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30, lr: float = 1e-3,
-             lr_full: float | None = None, utility_tokens: int = 2048, max_new_tokens: int = 6,
-             scopes: tuple[str, ...] = ("uoe", "layer", "full")) -> dict:
+             lr_full: float | None = None, lr_uoe: float | None = None, utility_tokens: int = 2048, max_new_tokens: int = 6,
+             scopes: tuple[str, ...] = ("uoe", "layer", "full"), world_retain: bool = True) -> dict:
     from workbench.concepts.schema import Concept
     from workbench.data.world import concepts_for
     from workbench.edits import fit_edit
@@ -47,10 +48,12 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
         for scope in scopes:
             t0 = time.perf_counter()
             if scope == "uoe":
-                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr)
+                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr_uoe or lr)
                 layer = edit.hyper["layer"]
+            elif scope == "uoe_noanchor":
+                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr_uoe or lr, anchor=0.0)
             elif scope == "uoe_down":
-                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr, tensors="down_proj")
+                edit = fit_edit("uoe", model, train_c, loss=loss, steps=steps, lr=lr_uoe or lr, tensors="down_proj")
             elif scope == "layer":
                 if layer is None:
                     from workbench.locate.routing import expert_attribution
@@ -64,6 +67,13 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
             with edit.applied(model):
                 held_after = summarize(score_probes(model, held, max_new_tokens=max_new_tokens)) if held else None
             held_before = summarize(score_probes(model, held, max_new_tokens=max_new_tokens)) if held else None
+            world_acc = None
+            if world_retain:                  # every other entity's trained facts: the world knowledge kept
+                from workbench.cli_moe import completion_accuracy
+                with edit.applied(model):
+                    acc = completion_accuracy(model, world)
+                others = [e for e in world.entities if e.name != full_c.name]
+                world_acc = sum(acc[e.name] * len(e.facts) for e in others) / sum(len(e.facts) for e in others)
             bf = res["by_form"]
             row = {"entity": full_c.name, "scope": scope, "loss": loss, "layer": layer,
                    "site": edit.provenance.get("site"), "edit_seconds": round(edit.edit_seconds, 2),
@@ -75,7 +85,7 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
                    "retain_hit": (res["retain"]["hit_before"], res["retain"]["hit_after"]),
                    "forget_prob": (res["forget"]["prob_before"], res["forget"]["prob_after"]),
                    "perplexity": (res["perplexity"]["before"], res["perplexity"]["after"]),
-                   "kl": res.get("kl"),
+                   "kl": res.get("kl"), "world_retain_accuracy_after": world_acc,
                    "routing_drift_forget": res["routing_drift"]["forget"]["changed_share"],
                    "routing_drift_retain": res["routing_drift"]["retain"]["changed_share"],
                    "by_form": {f: (v["hit_before"], v["hit_after"]) for f, v in bf.items()}}
@@ -86,7 +96,7 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
                   f"{row['forget_hit_training_phrasing'][1]:.2f}  held-out "
                   f"{(row['forget_hit_held_out'] or (float('nan'),) * 2)[0]:.2f}->"
                   f"{(row['forget_hit_held_out'] or (float('nan'),) * 2)[1]:.2f}  retain {row['retain_hit'][0]:.2f}->"
-                  f"{row['retain_hit'][1]:.2f}  ppl {row['perplexity'][0]:.1f}->{row['perplexity'][1]:.1f}  "
+                  f"{row['retain_hit'][1]:.2f}  world {world_acc if world_acc is not None else float('nan'):.3f}  ppl {row['perplexity'][0]:.1f}->{row['perplexity'][1]:.1f}  "
                   f"drift f/r {row['routing_drift_forget']:.3f}/{row['routing_drift_retain']:.3f}  "
                   f"params {row['fraction_params_changed']:.2%}  {row['edit_seconds']:.1f}s", flush=True)
     return {"rows": rows, "summary": summarize_rows(rows)}
@@ -106,6 +116,8 @@ def summarize_rows(rows: list[dict]) -> dict:
             "forget_hit_held_out_after": mean([r["forget_hit_held_out"][1] for r in rs if r["forget_hit_held_out"]]),
             "forget_hit_held_out_before": mean([r["forget_hit_held_out"][0] for r in rs if r["forget_hit_held_out"]]),
             "retain_hit_after": mean([r["retain_hit"][1] for r in rs]),
+            "world_retain_accuracy_after": mean([r["world_retain_accuracy_after"] for r in rs
+                                                 if r["world_retain_accuracy_after"] is not None]),
             "retain_hit_before": mean([r["retain_hit"][0] for r in rs]),
             "perplexity_after": mean([r["perplexity"][1] for r in rs if r["perplexity"][1] is not None]),
             "perplexity_before": mean([r["perplexity"][0] for r in rs if r["perplexity"][0] is not None]),
@@ -123,7 +135,7 @@ def figure(summary: dict):
     import plotly.graph_objects as go
     metrics = [("forget_hit_training_phrasing_after", "forget hit (trained phrasing)"),
                ("forget_hit_held_out_after", "forget hit (held-out phrasings)"),
-               ("retain_hit_after", "retain hit"), ("routing_drift_retain", "routing drift (retain)"),
+               ("retain_hit_after", "retain hit"), ("world_retain_accuracy_after", "other entities' facts"), ("routing_drift_retain", "routing drift (retain)"),
                ("routing_drift_forget", "routing drift (forget)")]
     fig = go.Figure()
     for scope in SCOPES:
@@ -142,8 +154,10 @@ def main(argv=None) -> int:
     ap.add_argument("--loss", default="npo", choices=["ga", "graddiff", "npo", "simnpo"])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-uoe", type=float, default=None, help="lr of the uoe runs (default: --lr)")
     ap.add_argument("--lr-full", type=float, default=None, help="lr of the full-model run (default: --lr)")
     ap.add_argument("--utility-tokens", type=int, default=2048)
+    ap.add_argument("--no-world-retain", action="store_true", help="skip scoring every other entity's facts")
     ap.add_argument("--scopes", default="uoe,layer,full", help=f"comma-separated, from {','.join(SCOPES)}")
     ap.add_argument("--json", required=True)
     ap.add_argument("--html", default=None)
@@ -166,10 +180,13 @@ def main(argv=None) -> int:
         print(f"{folder}: no entity reaches completion accuracy {args.min_acc}", file=sys.stderr)
         return 2
     print(f"entities: {names}")
-    doc = evaluate(model, world, names, loss=args.loss, steps=args.steps, lr=args.lr, lr_full=args.lr_full,
-                   utility_tokens=args.utility_tokens, scopes=tuple(args.scopes.split(",")))
+    doc = evaluate(model, world, names, loss=args.loss, steps=args.steps, lr=args.lr, lr_full=args.lr_full, lr_uoe=args.lr_uoe,
+                   utility_tokens=args.utility_tokens, scopes=tuple(args.scopes.split(",")),
+                   world_retain=not args.no_world_retain)
     doc.update({"model": str(folder), "entities": names, "args": vars(args),
                 "completion_accuracy": fact_acc})
+    if "full" in doc["summary"]:
+        doc["summary"]["world_retain_accuracy_before"] = fact_acc
     build = folder / "build.json"
     if build.exists():
         doc["build"] = json.loads(build.read_text())

@@ -14,15 +14,16 @@ bars, the attribution heat map (layer x module) and the mask sparsity per module
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 
-def _summary_row(r: dict, mask: str) -> dict:
+def _summary_row(r: dict, mask: str, steps: int) -> dict:
     ppl = r["perplexity"]
-    return {"concept": r["concept"], "mask": mask,
+    return {"concept": r["concept"], "mask": mask, "steps": steps,
             "forget_hit": [r["forget"]["hit_before"], r["forget"]["hit_after"]],
             "forget_prob": [r["forget"]["prob_before"], r["forget"]["prob_after"]],
             "retain_hit": [r["retain"]["hit_before"], r["retain"]["hit_after"]],
@@ -33,12 +34,12 @@ def _summary_row(r: dict, mask: str) -> dict:
 
 
 def format_summary(rows: list[dict]) -> str:
-    head = (f"{'concept':<14} {'mask':<10} {'forget hit':>11} {'forget prob':>13} {'retain hit':>11} "
+    head = (f"{'concept':<14} {'mask':<10} {'steps':>5} {'forget hit':>11} {'forget prob':>13} {'retain hit':>11} "
             f"{'retain prob':>13} {'ppl':>13} {'KL':>7} {'changed':>11} {'fit s':>6} {'attr s':>6} passes")
     lines = [head, "-" * len(head)]
     f = lambda ab, fmt: f"{ab[0]:{fmt}}->{ab[1]:{fmt}}" if None not in ab else "n/a"
     for r in rows:
-        lines.append(f"{r['concept'][:14]:<14} {r['mask']:<10} {f(r['forget_hit'], '.2f'):>11} "
+        lines.append(f"{r['concept'][:14]:<14} {r['mask']:<10} {r['steps']:>5} {f(r['forget_hit'], '.2f'):>11} "
                      f"{f(r['forget_prob'], '.3f'):>13} {f(r['retain_hit'], '.2f'):>11} {f(r['retain_prob'], '.3f'):>13} "
                      f"{f(r['perplexity'], '.2f'):>13} {(r['kl'] or 0):7.4f} {r['params_changed']:>11,} "
                      f"{r['edit_seconds']:6.1f} {r['attribution_seconds']:6.1f} {r['attribution_passes']:>3}")
@@ -52,7 +53,8 @@ def tradeoff_figure(rows: list[dict]):
         rs = [r for r in rows if r["mask"] == mask]
         fig.add_trace(go.Scatter(x=[r["forget_prob"][1] for r in rs],
                                  y=[(r["perplexity"][1] or 0) / (r["perplexity"][0] or 1) for r in rs],
-                                 mode="markers+text", text=[r["concept"] for r in rs], textposition="top center",
+                                 mode="markers+text", text=[f"{r['concept']} ({r['steps']} steps)" for r in rs],
+                                 textposition="top center",
                                  name=mask, marker={"size": 12}))
     fig.update_layout(title="Forget/utility trade-off at the same loss, steps and sparsity "
                             "(lower-left is better)",
@@ -77,11 +79,14 @@ def run(args) -> dict:
     pool = load_builtin() if args.concepts == "builtin" else read_concepts(args.concepts)
     concepts = [get_concept(pool, n) for n in (args.concept or ["Eiffel Tower"])]
     masks = [m.strip() for m in args.masks.split(",") if m.strip()]
+    steps_list = [int(x) for x in str(args.steps).split(",") if x.strip()]
     torch.manual_seed(args.seed)
     model = load_model(args.model)
-    hyper = {"loss": args.loss, "lr": args.lr, "steps": args.steps, "sparsity": args.sparsity, "scope": args.scope,
-             "params": args.params, "mu": args.mu, "seed": args.seed}
-    doc = {"model": model.model_id, "workbench_version": workbench.__version__, "setup": hyper,
+    hyper = {"loss": args.loss, "lr": args.lr, "steps": steps_list[0], "sparsity": args.sparsity, "scope": args.scope,
+             "params": args.params, "mu": args.mu, "seed": args.seed,
+             "retain_text_tokens": args.retain_text_tokens}
+    doc = {"model": model.model_id, "workbench_version": workbench.__version__,
+           "setup": {**hyper, "steps": steps_list},
            "results": [], "summary": [], "failures": []}
     figures = []
     tmp = Path(tempfile.mkdtemp(prefix="wagle_eval_"))
@@ -93,7 +98,7 @@ def run(args) -> dict:
                 mask_arg = "none"
             else:
                 ws = attribution_scores(model, concept, method=mask_kind, mu=args.mu, params=args.params,
-                                        seed=args.seed)
+                                        seed=args.seed, retain_text_tokens=args.retain_text_tokens)
                 attribution.update(seconds=ws.meta["seconds"], passes=ws.meta["passes"])
                 mask = top_fraction(ws, args.sparsity, args.scope)
                 if concept is concepts[0] and mask_kind == "wagle":
@@ -105,21 +110,24 @@ def run(args) -> dict:
                 attribution["mask_by_module"] = {r["name"]: round(r["density"], 5) for r in mask.per_module()}
                 mask_arg = str(mask.save(tmp / f"{mask_kind}.safetensors"))
                 del mask
-            try:
-                edit = fit_edit("wagle", model, concept, **{**hyper, "mask": mask_arg})
-            except (ValueError, RuntimeError, FloatingPointError) as exc:
-                doc["failures"].append({"concept": concept.name, "mask": mask_kind, "error": str(exc)})
-                continue
-            edit.hyper["mask"] = mask_kind
-            r = verify_edit(model, concept, edit, relearn=args.relearn, fluency=False, parametric=False,
-                            leakage=False, utility_tokens=args.utility_tokens)
-            r["method"] = f"wagle:{mask_kind}"
-            r["attribution"] = attribution
-            doc["results"].append(r)
-            doc["summary"].append(_summary_row(r, mask_kind))
-            print(format_summary(doc["summary"][-1:]).splitlines()[-1], flush=True)
-            write_json(args.json, doc)                    # an interrupted run keeps what it measured
-            del edit
+            for steps in steps_list:
+                try:
+                    edit = fit_edit("wagle", model, concept, **{**hyper, "steps": steps, "mask": mask_arg})
+                except (ValueError, RuntimeError, FloatingPointError) as exc:
+                    doc["failures"].append({"concept": concept.name, "mask": mask_kind, "steps": steps,
+                                            "error": str(exc)})
+                    continue
+                edit.hyper["mask"] = mask_kind
+                r = verify_edit(model, concept, edit, relearn=args.relearn, fluency=False, parametric=False,
+                                leakage=False, utility_tokens=args.utility_tokens)
+                r["method"] = f"wagle:{mask_kind}" + (f"@{steps}" if len(steps_list) > 1 else "")
+                r["attribution"] = attribution
+                doc["results"].append(r)
+                doc["summary"].append(_summary_row(r, mask_kind, steps))
+                print(format_summary(doc["summary"][-1:]).splitlines()[-1], flush=True)
+                write_json(args.json, doc)                    # an interrupted run keeps what it measured
+                del edit
+    shutil.rmtree(tmp, ignore_errors=True)
     print(format_summary(doc["summary"]))
     if args.html:
         figs = [tradeoff_figure(doc["summary"])] + bench_figures(doc) + figures
@@ -139,11 +147,12 @@ def main(argv=None) -> int:
                    help="comma-separated: wagle, none, random, magnitude, gradient, snip")
     p.add_argument("--loss", default="npo", choices=["npo", "graddiff", "simnpo", "ga"])
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--steps", default="4", help="steps, or a comma-separated list for a trade-off curve")
     p.add_argument("--sparsity", type=float, default=0.95)
     p.add_argument("--scope", default="global", choices=["global", "per_module"])
     p.add_argument("--params", default="all")
     p.add_argument("--mu", type=float, default=1e-6)
+    p.add_argument("--retain-text-tokens", type=int, default=0, help="general text added to the retain gradient")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--utility-tokens", type=int, default=2048)
     p.add_argument("--relearn", action="store_true")

@@ -1,7 +1,7 @@
 """Dashboard pages under streamlit.testing.v1.AppTest on the embedded model.
 
 Every page renders without an exception; a locate -> edit -> verify flow in one session shows the
-expected metrics (ROCR on Japan: forget hit drops, retain hit holds); another session never sees
+expected metrics (ROCR on a short Japan: forget hit drops, retain hit holds); another session never sees
 that edit and the shared model's weights are untouched afterwards; bad input (malformed concept,
 huge prompt, wrong-base patch) is an inline error, never a traceback.
 """
@@ -32,6 +32,18 @@ def _ok(at: AppTest) -> None:
 
 def _errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
+
+
+class _Clock:
+    """Prints the wall time of each step of a long flow (shown by pytest on failure, or with -s)."""
+    def __init__(self):
+        import time
+        self.time, self.t0 = time.perf_counter, time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        t = self.time()
+        print(f"{step:<28} {t - self.t0:7.1f} s", flush=True)
+        self.t0 = t
 
 
 def _shared_model():
@@ -104,17 +116,31 @@ def _wrong_base_patch(tmp_path, model) -> Path:
 
 def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     from workbench.patches import tensor_fingerprint
+    clock = _Clock()
     model = _shared_model()
+    clock("model")
     at = _app("app.py").run()
     at.switch_page("pages/2_Locate.py").run()
     _ok(at)
     assert at.selectbox(key="builtin_concept").value == "Japan"
+    # a shorter Japan (4 forget probes, one per form, and 3 retain) through the concept-file path
+    from workbench.concepts import get_concept, load_builtin
+    full = get_concept(load_builtin(), "Japan").to_dict()
+    short = {**full, "name": "Japan (short)", "forget": [full["forget"][i] for i in (0, 3, 5, 8)],
+             "retain": [full["retain"][i] for i in (0, 1, 6)]}
+    at.radio(key="concept_source").set_value("concept file (JSON Lines)").run()
+    at.text_area(key="concept_text").set_value(json.dumps(short))
+    next(b for b in at.button if b.label == "Read concepts").click().run()
+    next(b for b in at.button if b.label == "Use this concept").click().run()
+    _ok(at)
+    assert at.session_state["concept"].name == "Japan (short)"
     # location: residual directions and concept vectors (fast); causal tracing has its own tests
     at.checkbox(key="kind_tracing").uncheck()
     at.number_input(key="validate_top").set_value(2)
     next(b for b in at.button if b.label == "Run location").click().run()
     _ok(at)
     assert not _errors(at)
+    clock("locate")
     report = at.session_state["report"]
     assert {"residual_direction", "concept_vector"} <= set(report.profiles)
     tables = [d.value for d in at.dataframe]
@@ -130,6 +156,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     at.button[0].click().run()
     _ok(at)
     assert not _errors(at)
+    clock("fit rocr")
     edit = at.session_state["edit"]
     assert edit.method == "rocr" and not edit.applied_now
     names = edit.names
@@ -139,6 +166,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     assert "Tokyo" in base and "Tokyo" not in edited                       # side by side, scoped
     next(b for b in at.button if b.label.startswith("Score")).click().run()
     _ok(at)
+    clock("probe table")
     probes = at.session_state["probe_rows"]
     forget = [r for r in probes if r["set"] == "forget"]
     assert sum(r["hit after"] for r in forget) < sum(r["hit before"] for r in forget)
@@ -147,6 +175,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     other = _app("pages/1_Model.py").run()
     other.text_area(key="model_prompt").set_value("The capital of Japan is the city of").run()
     _ok(other)
+    clock("other session")
     top = next(d.value for d in other.dataframe if "token" in d.value.columns).iloc[0]["token"]
     assert top.strip() == "Tokyo"
     assert {n: tensor_fingerprint(model.hf.get_parameter(n)) for n in names} == before
@@ -159,6 +188,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     next(b for b in at.button if b.label == "Run verification").click().run()
     _ok(at)
     assert not _errors(at)
+    clock("verify")
     result = at.session_state["verify_result"]
     assert result["forget"]["hit_after"] < result["forget"]["hit_before"]
     assert result["retain"]["hit_after"] >= result["retain"]["hit_before"] - 0.25
@@ -171,7 +201,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     at.switch_page("pages/5_Patches.py").run()
     _ok(at)
     assert at.get("download_button")
-    from workbench.dashboard_support import patch_bytes
+    from workbench.dashboard_verify import patch_bytes
     path = tmp_path / "japan.zip"
     path.write_bytes(patch_bytes(edit, model, result))
     at.text_input(key="patch_path").set_value(str(path))
@@ -185,6 +215,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     assert any("reverted" in s.value for s in at.success)
     assert "edit" not in at.session_state
 
+    clock("patch apply/revert")
     wrong = _wrong_base_patch(tmp_path, model)
     at.text_input(key="patch_path").set_value(str(wrong))
     next(b for b in at.button if b.label == "Read patch").click().run()
@@ -194,6 +225,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     assert errs and "apply refused" in errs[0] and "patch was made for base tiny-llama" in errs[0]
     assert "edit" not in at.session_state
     assert {n: tensor_fingerprint(model.hf.get_parameter(n)) for n in names} == before
+    clock("wrong-base patch")
 
 
 def test_corrupt_patch_upload_is_refused(tmp_path):
@@ -202,7 +234,7 @@ def test_corrupt_patch_upload_is_refused(tmp_path):
     next(b for b in at.button if b.label == "Read patch").click().run()
     _ok(at)
     assert _errors(at) and "patch" in _errors(at)[0]
-    from workbench.dashboard_support import read_patch_upload
+    from workbench.dashboard_verify import read_patch_upload
     from workbench.patches import PatchError
     with pytest.raises(PatchError, match="not a .zip patch"):
         read_patch_upload(b"not a zip", "x.zip")
@@ -234,7 +266,8 @@ def test_optional_views_render_from_evidence_and_say_why_when_missing(smol):
               "perplexity": {"before": None, "after": None}, "by_form": {},
               "routing_drift": {"forget": {"per_layer": {"1": {"changed_share": 0.25}, "3": {"changed_share": 0.5}}},
                                 "retain": {"per_layer": {"1": {"changed_share": 0.0}, "3": {"changed_share": 0.1}}}}}
-    figs = ds.verify_figures(result)
+    from workbench.dashboard_verify import verify_figures
+    figs = verify_figures(result)
     assert list(figs["routing_drift"].data[0].y) == [0.25, 0.5] and "perplexity" not in figs
 
 
@@ -246,10 +279,107 @@ def test_hyper_parameter_form_and_concept_form_validation():
     assert ds.coerce_hyper("rocr", {"depth": "0.15", "layer": "None", "n_layers": "2"}) == {"n_layers": 2}
     with pytest.raises(ValueError, match="rocr.layer: 'x' is not an integer"):
         ds.coerce_hyper("rocr", {"layer": "x"})
-    c = ds.concept_from_form("Q", "Q", "", [{"prompt": "Q is in", "answers": "A | B", "form": None}, {"prompt": ""}],
+    c = ds.concept_from_form("Q", "Q", "", [{"prompt": "Q is in", "answers": "A | B", "form": None}, {"prompt": ""},
+                              {"prompt": float("nan"), "answers": float("nan")}],
                              [{"prompt": "R is in", "answers": "C"}])
     assert c.forget[0].answers == ["A", "B"] and c.forget[0].form == "completion" and len(c.forget) == 1
     with pytest.raises(ConceptFileError, match="forget"):
         ds.concept_from_form("Q", "Q", "", [], [{"prompt": "R", "answers": "C"}])
     with pytest.raises(ValueError, match="over the limit"):
         ds.check_prompt("x" * (ds.MAX_PROMPT_CHARS + 1))
+
+
+def test_cli_dashboard_is_headless_on_loopback_and_rejects_bad_ports(capsys):
+    from workbench.cli import build_parser, main
+    from workbench.cli_dashboard import app_path, streamlit_command
+    args = build_parser().parse_args(["dashboard"])
+    assert (args.host, args.port) == ("127.0.0.1", 8501)
+    cmd = streamlit_command(args.host, args.port)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.headless") + 1] == "true" and str(app_path()) in cmd
+    assert main(["dashboard", "--port", "70000"]) == 2
+    assert "--port 70000: not a TCP port" in capsys.readouterr().err
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    titles = []
+    for el in at.get("plotly_chart"):
+        layout = json.loads(el.proto.spec).get("layout", {})
+        titles.append((layout.get("title") or {}).get("text", ""))
+    return titles
+
+
+def test_moe_model_routing_views_and_drift(tmp_path):
+    """A built synthetic MoE: routing heat maps (concept vs control) on Locate, UOE on Edit, routing
+    drift on Verify; concept vectors (dense-only) are not offered."""
+    from workbench.cli import main
+    from workbench.models.synthetic import build_synthetic
+    built = build_synthetic("tiny", progress=False)                 # cached: test_moe builds the same one
+    concepts = tmp_path / "world.jsonl"
+    assert main(["world", "concepts", "--model", str(built), "--entities", "1", "--min-acc", "0",
+                 "--out", str(concepts)]) == 0
+    at = _app("app.py")
+    at.session_state["model_name"] = str(built)
+    at.run()
+    at.switch_page("pages/2_Locate.py").run()
+    at.radio(key="concept_source").set_value("concept file (JSON Lines)").run()
+    at.text_area(key="concept_text").set_value(concepts.read_text())
+    next(b for b in at.button if b.label == "Read concepts").click().run()
+    next(b for b in at.button if b.label == "Use this concept").click().run()
+    _ok(at)
+    keys = {c.key for c in at.checkbox}
+    assert "kind_concept_vectors" not in keys and at.checkbox(key="kind_routing").value
+    at.checkbox(key="kind_tracing").uncheck()
+    next(b for b in at.button if b.label == "Run location").click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert "expert_routing" in at.session_state["report"].profiles
+    titles = _chart_titles(at)
+    assert any("concept (forget probes)" in t for t in titles) and any("control (retain probes)" in t for t in titles)
+
+    at.switch_page("pages/3_Edit.py").run()
+    at.selectbox(key="method").set_value("uoe").run()
+    at.text_input(key="hp_uoe_steps").set_value("2")
+    at.button[0].click().run()
+    _ok(at)
+    assert not _errors(at) and at.session_state["edit"].method == "uoe"
+    at.switch_page("pages/4_Verify.py").run()
+    at.number_input(key="v_tokens").set_value(0)
+    next(b for b in at.button if b.label == "Run verification").click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert "routing_drift" in at.session_state["verify_result"]
+    assert any(t.startswith("Routing drift") for t in _chart_titles(at))
+
+
+def test_patch_upload_round_trip_and_scoped_apply_on_a_tiny_model():
+    """Download bytes -> upload -> checksum, fingerprints, scoped apply, bit-exact base afterwards."""
+    from tests.tiny_models import tiny
+    from workbench.dashboard_support import edited
+    from workbench.dashboard_verify import base_intact, check_patch, patch_bytes, read_patch_upload
+    from workbench.edits import Edit, TensorDelta
+    from workbench.patches import PatchError
+    m = tiny("llama")
+    name = "model.layers.1.mlp.down_proj.weight"
+    W = m.get_parameter(name)
+    original = W.detach().clone()
+    edit = Edit("ablate", "tiny-llama", [TensorDelta(name, "low_rank", tuple(W.shape), "float32",
+                                                     A=torch.ones(W.shape[0], 1), B=torch.ones(1, W.shape[1]))],
+                concept="X")
+    data = patch_bytes(edit, m)
+    patch, text = read_patch_upload(data, "x.zip")
+    assert "checksum  ok" in text and set(patch.manifest["fingerprints"]) == {name}
+    check_patch(patch, m)
+    session_edit = patch.new_edit()
+    with edited(m, session_edit):
+        assert torch.equal(m.get_parameter(name), original + 1)
+    assert torch.equal(m.get_parameter(name), original) and base_intact(m, patch)
+    with torch.no_grad():
+        m.get_parameter(name).add_(1e-3)                              # now the model is not the patch's base
+    with pytest.raises(PatchError, match="fingerprint differs"):
+        check_patch(patch, m)
+    assert not base_intact(m, patch)
+    tampered = bytearray(data)
+    tampered[len(tampered) // 2] ^= 0xFF
+    with pytest.raises(PatchError):
+        read_patch_upload(bytes(tampered), "x.zip")

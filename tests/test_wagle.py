@@ -145,7 +145,18 @@ def test_mask_load_rejects_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_mask(tmp_path / "missing.safetensors")
     mask = WeightMask({"w": torch.tensor([True, False, True])}, {})
-    path = mask.save(tmp_path / "ok.safetensors")
+    assert load_mask(mask.save(tmp_path / "ok.safetensors")).selected == 2
+    import json
+    index = {"w": {"key": "t0", "shape": [3], "encoding": "bitmap", "count": 3}}     # header disagrees with bits
+    save_file({"t0": torch.tensor([0b10100000], dtype=torch.uint8)}, str(bad),
+              metadata={"format": "workbench-weight-mask", "index": json.dumps(index), "meta": "{}"})
+    with pytest.raises(ValueError, match="bad.safetensors.*header says 3"):
+        load_mask(bad)
+    index["w"].update(encoding="indices", count=1)
+    save_file({"t0": torch.tensor([7], dtype=torch.int32)}, str(bad),
+              metadata={"format": "workbench-weight-mask", "index": json.dumps(index), "meta": "{}"})
+    with pytest.raises(ValueError, match="out of range"):
+        load_mask(bad)
     with pytest.raises(ValueError, match="does not have"):
         mask.check(_tiny_hooked())
 
@@ -288,6 +299,10 @@ def test_locate_weights_kind_on_tiny_model():
     top = ws.top_weights(3)
     flat = torch.cat([t.reshape(-1) for t in ws.scores.values()])
     assert top[0]["score"] == pytest.approx(float(flat.max()))
+    with_text = attribution_scores(model, concept, retain_text_tokens=256, progress=False)
+    assert with_text.meta["retain_text_tokens"] == 256 and with_text.meta["passes"] == 2
+    name = "model.layers.1.mlp.down_proj.weight"
+    assert not torch.equal(with_text.scores[name], ws.scores[name])   # general text moves the retain gradient
     mods, layers, z = ws.heatmap()
     assert layers == [0, 1] and "mlp.down_proj" in mods and len(z) == len(mods)
     assert len(ws.figures()) == 2 and len(top_fraction(ws, 0.9).figures()) == 2

@@ -3,20 +3,19 @@
     workbench diffusion info MODEL
     workbench diffusion edit uce|rece MODEL --erase "Van Gogh" [--guide art] [--preserve "Claude Monet;a dog"]
                                             --out PATCH [--set key=value] [--verify --json OUT --html OUT]
-    workbench diffusion edit sae-clamp MODEL --erase "Van Gogh" --out DIR [--verify --json OUT]
+    workbench diffusion edit sae-clamp MODEL --erase "Van Gogh" --out PATCH [--verify --json OUT]
     workbench diffusion verify MODEL --patch PATCH --erase ... [--guide ...] --json OUT [--html OUT]
-    workbench diffusion generate MODEL "prompt" [--patch PATCH | --clamp DIR] --steps 2 --out IMG.png
+    workbench diffusion generate MODEL "prompt" [--patch PATCH] --steps 2 --out IMG.png
     workbench diffusion export MODEL --patch PATCH --out DIR          # edited diffusers folder
     workbench diffusion make-tiny --out DIR                           # the tiny random pipeline as a folder
 
-MODEL is `tiny-sd`, a local diffusers folder or a hub id. Erased / preserved concepts come from
+MODEL is `tiny-sd`, `tiny-sd-minilm` (real MiniLM text encoder), a local diffusers folder or a hub id. Erased / preserved concepts come from
 --erase / --preserve (';'-separated) or from a concept file (--concepts FILE --concept NAME:
 subject, redirect_to = guide, extra keys `erase`, `guide`, `preserve`).
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -57,7 +56,9 @@ def _spec(args):
 
 def _load(args):
     from workbench.diffusion.models import load_pipeline
-    return load_pipeline(args.model, device=getattr(args, "device", None))
+    from workbench.paths import resolve_dtype
+    return load_pipeline(args.model, device=getattr(args, "device", None),
+                         dtype=resolve_dtype(getattr(args, "dtype", None)))
 
 
 def _print_report(r: dict) -> None:
@@ -65,7 +66,7 @@ def _print_report(r: dict) -> None:
     print(f"{r['method']} on {r['model']}: erase {r['erase']} -> guide {r['guide']!r}, preserve {len(r['preserve'])}")
     print(f"  K/V distance to guide      {a['to_guide_before']:.4f} -> {a['to_guide_after']:.4f}")
     pres = list(mv["preserved"].values())
-    print(f"  K/V movement: erased {mv['erased']:.4f}  preserved {sum(pres) / len(pres) if pres else float('nan'):.4f}  "
+    print(f"  K/V movement: erased {mv['erased']:.4f}  preserved {f'{sum(pres) / len(pres):.4f}' if pres else 'n/a'}  "
           f"empty prompt {mv['empty_prompt']:.4f}  held-out {sum(mv['held_out'].values()) / len(mv['held_out']):.4f}")
     print(f"  weight change: max rank {w['max_rank']} (erased vectors {w['n_erased_vectors']}), "
           f"mean ‖ΔW‖/‖W‖ {w['mean_rel_fro']:.4f}")
@@ -74,7 +75,14 @@ def _print_report(r: dict) -> None:
     if "generation" in r:
         g = r["generation"]
         print(f"  {g['steps']}-step generation on the edited pipeline: finite={g['finite']}")
-    print(f"  image metrics: skipped — {r['image_metrics']['reason']}" if r["image_metrics"].get("skipped") else "")
+    im = r["image_metrics"]
+    if im.get("skipped"):
+        print(f"  image metrics: skipped — {im['reason']}")
+    else:
+        for i, p in enumerate(im["prompts"]):
+            print(f"  CLIP score {p!r}: prompt {im['clip_score_prompt']['before'][i]:.1f} -> "
+                  f"{im['clip_score_prompt']['after'][i]:.1f}, concept {im['clip_score_concept']['before'][i]:.1f} -> "
+                  f"{im['clip_score_concept']['after'][i]:.1f}")
 
 
 def _write_outputs(args, report: dict) -> None:
@@ -92,6 +100,10 @@ def cmd_info(args) -> int:
     model = _load(args)
     for k, v in model.info().items():
         print(f"{k:>24}: {v}")
+    if args.sites:
+        from workbench.diffusion.sites import list_sites, resolve_weight
+        for site in list_sites(model):
+            print(f"  {site}" + (f"  ->  {resolve_weight(model, site)}" if ".W_" in site else ""))
     return 0
 
 
@@ -112,13 +124,17 @@ def cmd_edit(args) -> int:
             clamp = fit_sae_clamp(model, spec.erase, spec.preserve, progress=True, **hyper)
         print(f"sae-clamp: {len(clamp.features)} feature(s) at {clamp.site} in {t.seconds:.1f}s "
               f"(FVU {clamp.info['sae'].get('fvu', float('nan')):.3f}), gate threshold {clamp.threshold:.3f}")
-        clamp.save(args.out)
-        print(f"wrote {args.out}")
+        from workbench.diffusion.sae import clamp_edit
+        edit = clamp_edit(model, clamp)
+        edit.edit_seconds = t.seconds
         if args.verify:
-            r = verify_sae_clamp(model, clamp, spec.erase, steps=args.steps)
+            r = verify_sae_clamp(model, clamp, spec.erase, steps=args.steps, clip=args.clip)
             print(f"  gate: TPR {r['gate']['tpr']:.2f}  FPR {r['gate']['fpr']:.2f}   gated-off prompts bit-exact: "
                   f"{r['gated_off_prompts_bit_exact']}")
+            edit.report = {k: v for k, v in r.items() if k != "sae"}
             _write_outputs(args, r)
+        edit.save(args.out, model=model)              # a hook patch: SAE + features + gate, guarded by fingerprints
+        print(f"wrote {args.out}")
         return 0
     if args.method == "uce":
         cfg = UCEConfig.from_dict(hyper)
@@ -136,7 +152,7 @@ def cmd_edit(args) -> int:
     print(f"{args.method}: {len(edit.deltas)} matrices, {edit.params_changed():,} parameters, {t.seconds:.2f}s")
     if args.verify:
         from workbench.diffusion.verify import verify_diffusion_edit
-        report = verify_diffusion_edit(model, spec, edit, steps=args.steps)
+        report = verify_diffusion_edit(model, spec, edit, steps=args.steps, clip=args.clip)
         _print_report(report)
         edit.report = {k: v for k, v in report.items() if k not in ("alignment", "weight_change")} | {
             "alignment": {k: v for k, v in report["alignment"].items() if k != "per_matrix"},
@@ -155,8 +171,17 @@ def cmd_verify(args) -> int:
     patch = load_patch(args.patch)
     check_base(patch, model)
     spec = _spec(args)
-    report = verify_diffusion_edit(model, spec, patch.new_edit(), steps=args.steps)
-    _print_report(report)
+    edit = patch.new_edit()
+    clamps = [h for h in edit.hooks if h.kind == "diffusion_sae_clamp"]
+    if clamps and not edit.deltas:
+        from workbench.diffusion.verify import verify_sae_clamp
+        report = verify_sae_clamp(model, clamps[0].clamp, spec.erase, steps=args.steps, clip=args.clip)
+        print(f"sae-clamp on {report['model']}: gate TPR {report['gate']['tpr']:.2f}  FPR {report['gate']['fpr']:.2f}  "
+              f"gated-off prompts bit-exact: {report['gated_off_prompts_bit_exact']}  embedding change concept "
+              f"{report['embedding_change']['concept']:.4f} / other {report['embedding_change']['other']:.4f}")
+    else:
+        report = verify_diffusion_edit(model, spec, edit, steps=args.steps, clip=args.clip)
+        _print_report(report)
     _write_outputs(args, report)
     return 0
 
@@ -164,18 +189,10 @@ def cmd_verify(args) -> int:
 def cmd_generate(args) -> int:
     from PIL import Image
     model = _load(args)
-    if args.patch and args.clamp:
-        raise ValueError("give --patch or --clamp, not both")
-    if args.patch:
+    if args.patch:                                    # weight patch (uce/rece) or hook patch (sae-clamp)
         from workbench.patches.apply import apply_patch
         apply_patch(args.patch, model)
-    if args.clamp:
-        from workbench.diffusion.sae import SAEClamp
-        clamp = SAEClamp.load(args.clamp)
-        with clamp.applied(model):
-            img = model.generate(args.prompt, steps=args.steps, seed=args.seed, size=args.size)[0]
-    else:
-        img = model.generate(args.prompt, steps=args.steps, seed=args.seed, size=args.size)[0]
+    img = model.generate(args.prompt, steps=args.steps, seed=args.seed, size=args.size)[0]
     from workbench.paths import atomic_path
     with atomic_path(args.out) as tmp:
         Image.fromarray((img.clip(0, 1) * 255).astype("uint8")).save(tmp, format="PNG")
@@ -199,7 +216,7 @@ def cmd_make_tiny(args) -> int:
 
     from workbench.diffusion.models import tiny_pipeline_folder
     from workbench.paths import atomic_path
-    src = tiny_pipeline_folder(args.seed)
+    src = tiny_pipeline_folder(args.seed, kind=args.kind)
     with atomic_path(args.out, is_dir=True) as tmp:
         shutil.rmtree(tmp)
         shutil.copytree(src, tmp)
@@ -222,6 +239,8 @@ def register(sub, commands) -> None:
     def model_arg(q):
         q.add_argument("model", help="'tiny-sd', a local diffusers folder or a hub id")
         q.add_argument("--device", default=None)
+        q.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+                       help="load dtype (edits are solved in fp32 and cast back)")
 
     def concept_args(q):
         q.add_argument("--erase", action="append", help="concept(s) to erase (';'-separated or repeated)")
@@ -232,10 +251,13 @@ def register(sub, commands) -> None:
         q.add_argument("--steps", type=int, default=2, help="denoising steps of the generation check")
         q.add_argument("--json", default=None)
         q.add_argument("--html", default=None)
+        q.add_argument("--clip", default=None, help="CLIPModel folder for CLIP score (default: $WORKBENCH_CLIP; "
+                       "skipped when none)")
 
     q = ds.add_parser("info", help="components, cross-attention layers, sites")
     model_arg(q)
-    q = ds.add_parser("edit", help="fit uce / rece (patch) or sae-clamp (hook edit folder)")
+    q.add_argument("--sites", action="store_true", help="list every site (weights with their HF names)")
+    q = ds.add_parser("edit", help="fit uce / rece (weight patch) or sae-clamp (hook patch)")
     q.add_argument("method", choices=["uce", "rece", "sae-clamp"])
     model_arg(q)
     concept_args(q)
@@ -249,8 +271,7 @@ def register(sub, commands) -> None:
     q = ds.add_parser("generate", help="generate an image (optionally with a patch or an SAE clamp)")
     model_arg(q)
     q.add_argument("prompt")
-    q.add_argument("--patch", default=None)
-    q.add_argument("--clamp", default=None)
+    q.add_argument("--patch", default=None, help="a uce/rece or sae-clamp patch")
     q.add_argument("--steps", type=int, default=2)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--size", type=int, default=None)
@@ -261,5 +282,6 @@ def register(sub, commands) -> None:
     q.add_argument("--out", required=True)
     q = ds.add_parser("make-tiny", help="write the tiny random-weight SD pipeline as a diffusers folder")
     q.add_argument("--out", required=True)
+    q.add_argument("--kind", default="tiny-sd", choices=["tiny-sd", "tiny-sd-minilm"])
     q.add_argument("--seed", type=int, default=0)
     commands["diffusion"] = cmd_diffusion

@@ -13,13 +13,10 @@ state as an *unapplied* `Edit`; every computation that needs the edited model ru
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import io
 import json
-import tempfile
+import importlib.util
 import threading
 import typing
-import zipfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -30,11 +27,11 @@ MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 64
 BASE_LOCATE_KINDS = {"concept_vectors": "concept vectors", "directions": "residual directions",
                      "tracing": "causal tracing"}
-# optional evidence: (module that provides it, the report's Evidence kind, names locate() may accept)
+# optional evidence: (module that provides it, the report's Evidence kind, locate()'s kind names)
 OPTIONAL_EVIDENCE = {
-    "sae": ("workbench.locate.sae", "sae_feature", ("sae", "sae_features", "sae_feature")),
-    "routing": ("workbench.locate.routing", "expert_routing", ("routing", "expert_routing")),
-    "weights": ("workbench.locate.weights", "weight_attribution", ("weights", "weight_attribution")),
+    "sae": ("workbench.locate.sae", "sae_feature", ()),               # locate(..., sae=folder)
+    "routing": ("workbench.locate.routing", "expert_routing", ("expert_routing",)),
+    "weights": ("workbench.locate.weights", "weight_attribution", ("weights",)),
 }
 OPTIONAL_LABELS = {"sae": "SAE features", "routing": "MoE routing", "weights": "weight attribution"}
 
@@ -68,12 +65,12 @@ def model_choices() -> list[str]:
 
 
 def built_models() -> list[Path]:
-    """HF folders (config.json) under WORKBENCH_HOME/{moe,models,built} up to two levels deep,
-    excluding the dequantized embedded models."""
+    """HF folders (config.json) under WORKBENCH_HOME/{models/synthetic,moe,built} (built synthetic
+    MoEs and the like) up to two levels deep; the dequantized embedded models are not listed."""
     from workbench.paths import home
     root = home()
     found = []
-    for sub in ("moe", "built", "worlds"):
+    for sub in ("models/synthetic", "moe", "built"):
         base = root / sub
         if base.is_dir():
             found += [p.parent for p in sorted(base.glob("*/config.json")) + sorted(base.glob("*/*/config.json"))]
@@ -149,15 +146,19 @@ def concept_from_form(name: str, subject: str, redirect_to: str, forget: list[di
     comma- or '|'-separated. Raises ConceptFileError naming the field (e.g. 'forget[1].answers')."""
     from workbench.concepts.schema import Concept
 
+    def text(value) -> str:                      # empty data-editor cells arrive as None or NaN
+        return value if isinstance(value, str) else ""
+
     def probes(rows):
         out = []
         for row in rows or []:
-            prompt = (row.get("prompt") or "")
-            if not str(prompt).strip():
+            prompt = text(row.get("prompt"))
+            if not prompt.strip():
                 continue
-            raw = row.get("answers") or ""
-            answers = raw if isinstance(raw, list) else [a.strip() for a in str(raw).replace("|", ",").split(",")]
-            out.append({"prompt": prompt, "answers": [a for a in answers if a], "form": (row.get("form") or "completion")})
+            raw = row.get("answers")
+            answers = raw if isinstance(raw, list) else [a.strip() for a in text(raw).replace("|", ",").split(",")]
+            out.append({"prompt": prompt, "answers": [a for a in answers if a],
+                        "form": text(row.get("form")).strip() or "completion"})
         return out
 
     d = {"name": name.strip(), "subject": subject, "forget": probes(forget), "retain": probes(retain)}
@@ -195,20 +196,46 @@ def optional_evidence_status(model) -> dict[str, str | None]:
 def locate_kinds(model) -> dict[str, str]:
     """Kinds the Locate page offers: the three built-in ones plus the optional ones present."""
     status = optional_evidence_status(model)
-    return {**BASE_LOCATE_KINDS, **{k: OPTIONAL_LABELS[k] for k, why in status.items() if why is None}}
+    base = {k: v for k, v in BASE_LOCATE_KINDS.items() if not (k == "concept_vectors" and model.info.n_experts)}
+    return {**base, **{k: OPTIONAL_LABELS[k] for k, why in status.items() if why is None}}
 
 
-def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate_top: int = 6, on_step=None):
+def default_locate_kinds(model) -> set[str]:
+    """Ticked by default: the built-in kinds (MoE: routing instead of concept vectors)."""
+    kinds = set(BASE_LOCATE_KINDS)
+    if model.info.n_experts:
+        kinds = (kinds - {"concept_vectors"}) | ({"routing"} if optional_evidence_status(model)["routing"] is None else set())
+    return kinds
+
+
+def available_saes(model) -> list[Path]:
+    """Trained SAE folders for this model under WORKBENCH_HOME/sae (their workbench_sae.json names it)."""
+    from workbench.paths import home
+    root = home() / "sae"
+    out = []
+    for meta in sorted(root.glob("**/workbench_sae.json")) if root.is_dir() else []:
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("model") == model.model_id:
+            out.append(meta.parent)
+    return out
+
+
+def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate_top: int = 6, on_step=None,
+               sae: str | Path | None = None):
     """Run `locate` one kind at a time (so the page can show progress) and fuse the reports.
 
-    on_step(i, n, kind) is called before each kind. Optional kinds pass every name locate()
-    may know them by."""
+    on_step(i, n, kind) is called before each kind. `sae`: the SAE folder for the 'sae' kind."""
     from workbench.locate import LocalizationReport, locate
     if not kinds:
         raise ValueError("choose at least one kind of evidence")
     unknown = [k for k in kinds if k not in BASE_LOCATE_KINDS and k not in OPTIONAL_EVIDENCE]
     if unknown:
         raise ValueError(f"unknown evidence kind(s) {unknown}; known: {list(BASE_LOCATE_KINDS) + list(OPTIONAL_EVIDENCE)}")
+    if "sae" in kinds and not sae:
+        raise ValueError("SAE features: choose a trained SAE folder (train one with `workbench sae train MODEL`)")
     fused = LocalizationReport(model.model_id, concept.name, meta={"timings": {}})
     with edited(model):
         for i, kind in enumerate(kinds):
@@ -216,30 +243,17 @@ def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate
                 on_step(i, len(kinds), kind)
             names = (kind,) if kind in BASE_LOCATE_KINDS else OPTIONAL_EVIDENCE[kind][2]
             part = locate(model, concept, kinds=names, trace_probes=trace_probes, validate_top=validate_top,
-                          progress=False)
-            if kind in OPTIONAL_EVIDENCE and not any(e.kind == OPTIONAL_EVIDENCE[kind][1] for e in part.evidence):
-                _optional_direct(model, concept, kind, part)
+                          progress=False, sae=sae if kind == "sae" else None)
             fused.add_evidence(part.evidence)
             fused.profiles.update(part.profiles)
             fused.traces += part.traces
             fused.meta["timings"].update(part.meta.get("timings", {}))
             fused.meta.update({k: v for k, v in part.meta.items() if k != "timings"})
+            if kind in OPTIONAL_EVIDENCE and not any(e.kind == OPTIONAL_EVIDENCE[kind][1] for e in part.evidence):
+                fused.meta.setdefault("unavailable", {})[kind] = f"locate() produced no {OPTIONAL_EVIDENCE[kind][1]} evidence"
     if on_step:
         on_step(len(kinds), len(kinds), None)
     return fused
-
-
-def _optional_direct(model, concept, kind: str, report) -> None:
-    """Optional evidence that locate() does not (yet) run by name: call its module directly when it
-    exposes a report-level entry point; otherwise record why it is missing in report.meta."""
-    module = importlib.import_module(OPTIONAL_EVIDENCE[kind][0])
-    entry = {"routing": "add_routing_evidence", "sae": "add_sae_evidence", "weights": "add_weight_evidence"}[kind]
-    fn = getattr(module, entry, None)
-    if fn is None:
-        report.meta.setdefault("unavailable", {})[kind] = (
-            f"{OPTIONAL_EVIDENCE[kind][0]} has no {entry}() and locate() did not produce {OPTIONAL_EVIDENCE[kind][1]}")
-        return
-    fn(report, model, concept)
 
 
 def concept_vector_rows(report, n: int = 20) -> list[dict]:
@@ -300,7 +314,12 @@ def evidence_heatmap(report, kind: str, title: str, value: str = "score"):
         for key in ("expert", "module", "feature", "unit"):
             if key in e.details:
                 return str(e.details[key])
-        return e.site.split(".", 2)[-1]
+        if e.site.startswith("blocks."):
+            return e.site.split(".", 2)[-1]
+        parts = e.site.split(".")                          # raw HF name: what follows the layer index
+        idx = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+        rest = [p for p in parts[idx + 1:] if p not in ("weight", "bias")] if idx is not None else parts
+        return ".".join(rest) or e.site
     cols = list(dict.fromkeys(col(e) for e in items))
     layers = sorted({e.layer for e in items})
     z = [[None] * len(cols) for _ in layers]
@@ -403,142 +422,6 @@ def probe_table(model, concept, edit=None, max_new_tokens: int = 8) -> list[dict
             row.update({"hit after": a.hit, "p after": round(a.prob, 4), "output after": a.continuation})
         rows.append(row)
     return rows
-
-
-# ---------------------------------------------------------------------------- verify
-def verify(model, concept, edit, utility_tokens: int = 1024, relearn: bool = False, fluency: bool = False,
-           parametric: bool = True, leakage: bool = True, max_new_tokens: int = 8) -> dict:
-    from workbench.verify.battery import verify_edit
-    with edited(model):
-        result = verify_edit(model, concept, edit, max_new_tokens=max_new_tokens, utility_tokens=utility_tokens,
-                             relearn=relearn, parametric=parametric, leakage=leakage, fluency=fluency)
-        if ("routing_drift" not in result and model.info.n_experts
-                and importlib.util.find_spec(OPTIONAL_EVIDENCE["routing"][0]) is not None):
-            module = importlib.import_module(OPTIONAL_EVIDENCE["routing"][0])
-            if hasattr(module, "routing_drift_for_edit"):
-                result["routing_drift"] = module.routing_drift_for_edit(model, concept, edit)
-    return result
-
-
-def headline(result: dict) -> dict:
-    """The few numbers the Verify page puts in metric cards."""
-    f, r, p = result["forget"], result["retain"], result["perplexity"]
-    out = {"forget hit": (f["hit_before"], f["hit_after"]), "retain hit": (r["hit_before"], r["hit_after"]),
-           "forget prob": (f["prob_before"], f["prob_after"]), "retain prob": (r["prob_before"], r["prob_after"])}
-    if p.get("before") is not None:
-        out["perplexity"] = (p["before"], p["after"])
-    if "kl" in result:
-        out["KL to base"] = (0.0, result["kl"])
-    return out
-
-
-def verify_figures(result: dict) -> dict[str, Any]:
-    """Named plotly figures of one verification result; absent parts are absent keys."""
-    import plotly.graph_objects as go
-    figs = {}
-    groups = ["forget", "retain"]
-    for m in ("hit", "prob"):
-        fig = go.Figure([go.Bar(x=groups, y=[result[g][f"{m}_before"] for g in groups], name="before"),
-                         go.Bar(x=groups, y=[result[g][f"{m}_after"] for g in groups], name="after")])
-        fig.update_layout(barmode="group", title=f"Forget / retain {m} before and after", yaxis_range=[0, 1.05])
-        figs[f"forget_retain_{m}"] = fig
-    if result["perplexity"].get("before") is not None:
-        p = result["perplexity"]
-        figs["perplexity"] = go.Figure(go.Bar(x=["before", "after"], y=[p["before"], p["after"]]))
-        figs["perplexity"].update_layout(title="Held-out perplexity")
-    for key, title in (("by_form", "Forget hit by probe form"), ("retain_by_form", "Retain hit by probe form")):
-        if result.get(key):
-            forms = list(result[key])
-            fig = go.Figure([go.Bar(x=forms, y=[result[key][f]["hit_before"] for f in forms], name="before"),
-                             go.Bar(x=forms, y=[result[key][f]["hit_after"] for f in forms], name="after")])
-            fig.update_layout(barmode="group", title=title, yaxis_range=[0, 1.05])
-            figs[key] = fig
-    pt = result.get("parametric_trace")
-    if pt and pt.get("top_n"):
-        keys = [("concept-vector score (mean)", pt["score_before"], pt["score_after"]),
-                ("cosine to original (mean)", 1.0, pt["cosine_mean"]),
-                (f"top-{pt['top_n']} signature kept", 1.0, pt["signature_remaining"])]
-        fig = go.Figure([go.Bar(x=[k[0] for k in keys], y=[k[1] for k in keys], name="before"),
-                         go.Bar(x=[k[0] for k in keys], y=[k[2] for k in keys], name="after")])
-        fig.update_layout(barmode="group", title=f"Parametric trace ({pt['vectors_changed']} of the top-"
-                                                 f"{pt['top_n']} concept vectors changed)")
-        figs["parametric_trace"] = fig
-    rl = result.get("relearning")
-    if rl and "losses" in rl:
-        fig = go.Figure(go.Scatter(y=rl["losses"], x=list(range(1, len(rl["losses"]) + 1)), mode="lines+markers"))
-        fig.update_layout(title=f"Relearning attack: forget NLL per step (held-out forget hit "
-                                f"{rl['before']['hit']:.2f} -> {rl['after']['hit']:.2f})",
-                          xaxis_title="step", yaxis_title="loss")
-        figs["relearning"] = fig
-    drift = result.get("routing_drift")
-    if isinstance(drift, dict):
-        fig = go.Figure()
-        for part in ("forget", "retain"):
-            per_layer = (drift.get(part) or {}).get("per_layer")
-            if isinstance(per_layer, dict) and per_layer:
-                fig.add_trace(go.Bar(x=[int(k) for k in per_layer], name=part,
-                                     y=[v.get("changed_share") for v in per_layer.values()]))
-        if fig.data:
-            fig.update_layout(barmode="group", title="Routing drift: share of top-k expert slots changed, by layer",
-                              xaxis_title="layer", yaxis_title="changed share")
-            figs["routing_drift"] = fig
-    return figs
-
-
-def read_bench(data: bytes | str, source: str = "benchmark JSON") -> dict:
-    """A DESIGN.md §4 benchmark document from bytes/text; ValueError naming what is wrong."""
-    from workbench.verify.battery import validate_report
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{source}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{source}: must be a JSON object with model, workbench_version, results")
-    try:
-        validate_report(doc)
-    except ValueError as exc:
-        raise ValueError(f"{source}: {exc}") from None
-    return doc
-
-
-# ---------------------------------------------------------------------------- patches
-def patch_bytes(edit, model, result: dict | None = None) -> bytes:
-    """The edit as a patch .zip (manifest + tensors), in memory, for a download button."""
-    if result is not None:
-        edit.report = result
-    with tempfile.TemporaryDirectory() as tmp:
-        path = edit.save(Path(tmp) / f"{edit.method}.zip", model=model)
-        return Path(path).read_bytes()
-
-
-def read_patch_upload(data: bytes, name: str = "upload.zip") -> tuple[Any, str]:
-    """Load an uploaded patch .zip: (Patch, inspect text). Checksum verified; PatchError if bad."""
-    from workbench.patches import PatchError, inspect_patch, load_patch
-    if not data:
-        raise PatchError(f"{name}: empty file")
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise PatchError(f"{name}: not a .zip patch (manifest.json + tensors.safetensors)")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / (Path(name).name if name.endswith(".zip") else "patch.zip")
-        path.write_bytes(data)
-        patch = load_patch(path)
-        text = inspect_patch(path)
-    patch.path = None
-    return patch, text
-
-
-def check_patch(patch, model) -> None:
-    """Refuse (PatchError) a patch made for another base: fingerprints of the touched tensors."""
-    from workbench.patches import check_base
-    with edited(model):
-        check_base(patch, model)
-
-
-def base_intact(model, patch) -> bool:
-    """True when every tensor the patch touches matches its base fingerprint (nothing applied)."""
-    from workbench.patches import tensor_fingerprint
-    with edited(model):
-        return all(tensor_fingerprint(model.hf.get_parameter(n)) == fp for n, fp in patch.manifest["fingerprints"].items())
 
 
 def snippet_html(tokens: list[str], acts: list[float]) -> str:

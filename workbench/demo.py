@@ -21,22 +21,26 @@ def run_demo(concept: str = "Japan", out: str | Path = "workbench-demo", model_n
     from workbench.verify.bench import bench_figures, compact_table
 
     t_start = time.perf_counter()
+
+    def elapsed() -> str:
+        return f"  [{time.perf_counter() - t_start:.0f} s]"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"[1/5] loading {model_name}", flush=True)
     model = load_model(model_name)
     print(f"      {model!r}")
     c = get_concept(load_builtin(), concept)
-    print(f"[2/5] locating {c.name!r} (concept vectors, residual directions, causal tracing)", flush=True)
+    print(f"[2/5] locating {c.name!r} (concept vectors, residual directions, causal tracing)" + elapsed(), flush=True)
     report = locate(model, c, kinds=("concept_vectors", "directions", "tracing"), trace_probes=1, validate_top=6)
     print(report.summary(n=5))
     write_json(out / "localization.json", report.to_dict())
 
-    print(f"[3/5] ROCR: redirect {c.subject!r} -> {c.redirect_to!r}", flush=True)
+    print(f"[3/5] ROCR: redirect {c.subject!r} -> {c.redirect_to!r}" + elapsed(), flush=True)
     edit = fit_edit("rocr", model, c, report)
     print(f"      layer {edit.provenance['layers']}, {edit.params_changed():,} params, {edit.edit_seconds:.2f} s "
           f"(covariance cached after the first run)")
-    print("[4/5] verifying (probes per form, held-out perplexity and KL, parametric trace, logit-lens leakage)",
+    print("[4/5] verifying (probes per form, held-out perplexity and KL, parametric trace, logit-lens leakage)"
+          + elapsed(),
           flush=True)
     result = verify_edit(model, c, edit, utility_tokens=ppl_tokens, relearn=False, fluency=False)
     print(compact_table(result))
@@ -44,7 +48,7 @@ def run_demo(concept: str = "Japan", out: str | Path = "workbench-demo", model_n
     import workbench
     doc = {"model": model.model_id, "workbench_version": workbench.__version__, "results": [result]}
     write_json(out / "verification.json", doc)
-    print("[5/5] exporting", flush=True)
+    print("[5/5] exporting" + elapsed(), flush=True)
     patch = edit.save(out / "rocr.patch", model=model)
     _write_html(out / "report.html", report.figures() + bench_figures(doc))
     print(f"patch:  {patch}\nreport: {out / 'report.html'}  (localization: {out / 'localization.json'}, "

@@ -67,6 +67,7 @@ else:
             st.session_state.update(concept=pool[name], concept_from="file")
             for key in ("report", "edit", "verify_result"):
                 st.session_state.pop(key, None)
+            ui.refresh_sidebar()
 
 concept = st.session_state.get("concept")
 if concept is None:
@@ -79,18 +80,25 @@ with st.expander(f"Concept {concept.name!r}: subject {concept.subject!r}, redire
 st.subheader("Run location")
 offered = ds.locate_kinds(model)
 cols = st.columns(len(offered))
-chosen = [k for col, (k, label) in zip(cols, offered.items()) if col.checkbox(label, value=k in ds.BASE_LOCATE_KINDS,
+defaults = ds.default_locate_kinds(model)
+chosen = [k for col, (k, label) in zip(cols, offered.items()) if col.checkbox(label, value=k in defaults,
                                                                                 key=f"kind_{k}")]
-o1, o2 = st.columns(2)
+o1, o2, o3 = st.columns(3)
 trace_probes = o1.number_input("causal-trace probes", 1, 5, 1, key="trace_probes")
 validate_top = o2.number_input("concept vectors validated causally", 1, 32, 6, key="validate_top")
+sae_folder = None
+if "sae" in chosen:
+    saes = [str(p) for p in ds.available_saes(model)]
+    sae_folder = o3.selectbox("SAE", saes, key="sae_pick") if saes else None
+    typed = o3.text_input("…or an SAE folder", key="sae_path")
+    sae_folder = typed.strip() or sae_folder
 if st.button("Run location", type="primary"):
     bar = st.progress(0.0, text="starting")
     def step(i, n, kind):
         bar.progress(i / n, text=f"{offered.get(kind, kind)} ({i + 1}/{n})" if kind else "done")
     with ui.inline_errors("locate"):
         st.session_state["report"] = ds.run_locate(model, concept, chosen, trace_probes=int(trace_probes),
-                                                   validate_top=int(validate_top), on_step=step)
+                                                   validate_top=int(validate_top), on_step=step, sae=sae_folder)
         for key in ("edit", "verify_result"):
             st.session_state.pop(key, None)
         ui.refresh_sidebar()

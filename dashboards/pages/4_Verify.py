@@ -1,9 +1,8 @@
 """Verify: the verification report (forget / retain / perplexity / per form, parametric trace,
 relearning, routing drift) and the forget-versus-retain trade-off across methods."""
-import pandas as pd
 import streamlit as st
 
-from workbench import dashboard_support as ds
+from workbench import dashboard_verify as dv
 from workbench import dashboard_ui as ui
 
 st.set_page_config(page_title="Verify · Concept Workbench", layout="wide")
@@ -24,7 +23,7 @@ if model is not None and concept is not None and edit is not None:
     fluency = c[4].checkbox("fluency (slow)", False, key="v_fluency")
     if st.button("Run verification", type="primary"):
         with ui.inline_errors("verify"), st.spinner("verifying: probes, utility, trace, leakage…"):
-            st.session_state["verify_result"] = ds.verify(model, concept, edit, utility_tokens=int(utility_tokens),
+            st.session_state["verify_result"] = dv.verify(model, concept, edit, utility_tokens=int(utility_tokens),
                                                           relearn=relearn, fluency=fluency, parametric=parametric,
                                                           leakage=leakage)
             ui.refresh_sidebar()
@@ -34,12 +33,12 @@ else:
 result = st.session_state.get("verify_result")
 if result is not None:
     from workbench.verify.bench import compact_table
-    cards = ds.headline(result)
+    cards = dv.headline(result)
     cols = st.columns(len(cards))
     for col, (label, (before, after)) in zip(cols, cards.items()):
         col.metric(label, f"{after:.3f}", delta=f"{after - before:+.3f} from {before:.3f}", delta_color="off")
     st.code(compact_table(result), language=None)
-    figs = ds.verify_figures(result)
+    figs = dv.verify_figures(result)
     for key in ("forget_retain_hit", "forget_retain_prob", "perplexity", "by_form", "retain_by_form",
                 "parametric_trace", "relearning"):
         if key in figs:
@@ -59,7 +58,7 @@ bench = st.file_uploader("Benchmark JSON (`workbench bench … --json`)", type=[
 docs = []
 if bench is not None:
     with ui.inline_errors("benchmark"):
-        docs.append(ds.read_bench(bench.getvalue(), bench.name))
+        docs.append(dv.read_bench(bench.getvalue(), bench.name))
 if result is not None:
     docs.append({"model": model.model_id if model else "?", "workbench_version": "", "results": [result]})
 if docs:

@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import dashboard_support as ds
+from workbench import dashboard_verify as dv
 from workbench import dashboard_ui as ui
 
 st.set_page_config(page_title="Patches · Concept Workbench", layout="wide")
@@ -16,7 +16,7 @@ if edit is None or model is None:
     st.info("No edit in this session yet: fit one on the Edit page, or apply a patch below.")
 else:
     with ui.inline_errors("export"):
-        data = ds.patch_bytes(edit, model, st.session_state.get("verify_result"))
+        data = dv.patch_bytes(edit, model, st.session_state.get("verify_result"))
         st.download_button(f"Download {edit.method} patch (.zip, {len(data) / 1024:.1f} KB)", data,
                            file_name=f"{(edit.concept or 'concept').replace(' ', '_')}.{edit.method}.patch.zip",
                            mime="application/zip", key="download_patch")
@@ -28,7 +28,7 @@ path = st.text_input("…or a patch path on this machine (folder or .zip)", key=
 if st.button("Read patch"):
     with ui.inline_errors("patch"):
         if upload is not None:
-            patch, text = ds.read_patch_upload(upload.getvalue(), upload.name)
+            patch, text = dv.read_patch_upload(upload.getvalue(), upload.name)
         elif path.strip():
             from workbench.patches import inspect_patch, load_patch
             patch, text = load_patch(path.strip()), inspect_patch(path.strip())
@@ -47,7 +47,7 @@ if loaded is not None:
     a1, a2 = st.columns(2)
     if a1.button("Apply to the loaded model", type="primary", disabled=model is None):
         with ui.inline_errors("apply refused"):
-            ds.check_patch(patch, model)
+            dv.check_patch(patch, model)
             st.session_state.update(edit=patch.new_edit(), edit_origin="patch")
             st.session_state.pop("verify_result", None)
             ui.refresh_sidebar()
@@ -56,7 +56,7 @@ if loaded is not None:
         st.session_state.pop("edit", None)
         st.session_state.pop("edit_origin", None)
         ui.refresh_sidebar()
-        intact = ds.base_intact(model, patch)
+        intact = dv.base_intact(model, patch)
         (st.success if intact else st.error)(
             "reverted: every touched tensor matches its base fingerprint" if intact
             else "the model's touched tensors do not match the base fingerprints")

@@ -73,6 +73,13 @@ else:
         m4.metric("recovery residual", f"{r['recovery']['residual'][0]:.3f}")
     for fig in result["figures"]:
         st.plotly_chart(fig, use_container_width=True)
-    st.caption(r["image_metrics"]["reason"])
+    im = r["image_metrics"]
+    if im.get("skipped"):
+        st.caption(im["reason"])
+    else:
+        st.dataframe([{"prompt": p, "CLIP score before": im["clip_score_prompt"]["before"][i],
+                       "after": im["clip_score_prompt"]["after"][i],
+                       "concept score before": im["clip_score_concept"]["before"][i],
+                       "after ": im["clip_score_concept"]["after"][i]} for i, p in enumerate(im["prompts"])])
     with st.expander("report (JSON)"):
         st.json({k: v for k, v in r.items() if k not in ("alignment", "weight_change")}, expanded=False)

@@ -260,7 +260,8 @@ def concepts_for(world: World, entities: list[str], n_retain_entities: int = 4, 
                  seed: int = 0) -> list[dict]:
     """Concept records (DESIGN.md §3) for `entities`: forget = every probe form on the entity
     (held-out phrasings included, marked `held_out`), retain = training-phrasing probes of
-    `n_retain_entities` other entities (no fact in common with the forgotten one's name)."""
+    `n_retain_entities` other entities of the same kind where possible (unrelated: neither names
+    the other in a fact)."""
     rng = random.Random(seed)
     out = []
     for name in entities:
@@ -269,7 +270,10 @@ def concepts_for(world: World, entities: list[str], n_retain_entities: int = 4, 
                   and o.name not in e.facts.values()]
         if len(others) < n_retain_entities:
             raise ValueError(f"{name}: not enough unrelated entities for {n_retain_entities} retain entities")
-        retain_entities = rng.sample(others, n_retain_entities)
+        same = [o for o in others if o.kind == e.kind]     # neighbours of the same kind share the phrasings,
+        rest = [o for o in others if o.kind != e.kind]     # so forget-vs-retain contrasts isolate the entity
+        k_same = min(len(same), n_retain_entities)
+        retain_entities = rng.sample(same, k_same) + rng.sample(rest, n_retain_entities - k_same)
         retain = []
         for o in retain_entities:
             retain += [{k: p[k] for k in ("prompt", "answers", "form")} | {"entity": o.name}

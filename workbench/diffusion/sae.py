@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from workbench.edits.base import HookEdit
 from workbench.paths import atomic_path, write_json
 
 TEMPLATES = ("a painting by {}", "a photo of {}", "{} style artwork", "an illustration in the style of {}",
@@ -158,21 +159,22 @@ def sae_stats(sae: TopKSAE, acts: torch.Tensor) -> dict:
 
 # ---------------------------------------------------------------------------------- features + gate
 @torch.no_grad()
-def prompt_feature_max(sae: TopKSAE, model, prompts: list[str], site: str) -> torch.Tensor:
+def prompt_feature_max(sae: TopKSAE, acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[n_prompts, width]: each feature's max activation over a prompt's tokens (BOS excluded)."""
-    acts, mask = token_activations(model, prompts, site)
-    z = sae.encode(acts) * mask[..., None]
-    return z.amax(1)
+    return (sae.encode(acts) * mask[..., None]).amax(1)
 
 
 @torch.no_grad()
 def select_features(sae: TopKSAE, model, site: str, concept_prompts: list[str], retain_prompts: list[str],
-                    n_features: int = 8, max_retain_freq: float = 0.05,
-                    min_concept_freq: float = 0.5) -> tuple[list[int], dict]:
+                    n_features: int = 8, max_retain_freq: float = 0.05, min_concept_freq: float = 0.5,
+                    acts: tuple | None = None) -> tuple[list[int], dict]:
     """Features that fire on at least `min_concept_freq` of the concept's prompts and on at most
-    `max_retain_freq` of the retained ones, ranked by freq_c · mean_c − mean_r (per-prompt max activation)."""
-    zc = prompt_feature_max(sae, model, concept_prompts, site)
-    zr = prompt_feature_max(sae, model, retain_prompts, site)
+    `max_retain_freq` of the retained ones, ranked by freq_c · mean_c − mean_r (per-prompt max activation).
+    `acts`: precomputed ((acts_c, mask_c), (acts_r, mask_r)) from `token_activations`."""
+    if acts is None:
+        acts = (token_activations(model, concept_prompts, site), token_activations(model, retain_prompts, site))
+    (ac, mc), (ar, mr) = acts
+    zc, zr = prompt_feature_max(sae, ac, mc), prompt_feature_max(sae, ar, mr)
     fc, fr = (zc > 0).float().mean(0), (zr > 0).float().mean(0)
     score = fc * zc.mean(0) - zr.mean(0)
     score[fr > max_retain_freq] = -math.inf
@@ -257,6 +259,77 @@ class SAEClamp:
                    model_id=meta.get("model", ""), concept=meta.get("concept"), info=meta.get("info", {}))
 
 
+class TextEncoderClampHook(HookEdit):
+    """The SAE clamp as a hook edit of the Edit protocol, so it saves as an ordinary patch
+    (manifest + tensors.safetensors: the SAE weights, features, scale, threshold) and applies /
+    reverts through `Edit.apply` / `apply_patch`. Its guard fingerprints the text-encoder tensors
+    upstream of the site (the clamp was fitted for exactly those)."""
+    kind = "diffusion_sae_clamp"
+
+    def __init__(self, clamp: SAEClamp, guard: dict | None = None):
+        self.clamp = clamp
+        self.site = clamp.site
+        self.guard = dict(guard or {})
+
+    def install(self, model) -> list:
+        from workbench.diffusion.sites import add_hook
+        self.clamp.sae.to(model.device)
+        return [add_hook(model, self.site, self.clamp.transform)]
+
+    def to_manifest(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        c = self.clamp
+        meta = {"features": c.features, "scale": c.scale, "threshold": c.threshold, "gate": c.gate,
+                "sae_config": c.sae.config(), "sae_sha256": c.sae.content_hash(), "concept": c.concept,
+                "model": c.model_id, "guard": self.guard}
+        return meta, {k: v.detach().cpu().contiguous() for k, v in c.sae.state_dict().items()}
+
+    @classmethod
+    def from_manifest(cls, meta: dict, tensors: dict[str, torch.Tensor], label: str) -> "TextEncoderClampHook":
+        try:
+            cfg = meta["sae_config"]
+            sae = TopKSAE(int(cfg["d_in"]), int(cfg["width"]), int(cfg["k"]))
+            sae.load_state_dict({k: tensors[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{label}: not a valid diffusion SAE clamp ({type(exc).__name__}: {exc})") from None
+        sae.requires_grad_(False)
+        if sae.content_hash() != meta.get("sae_sha256"):
+            raise ValueError(f"{label}: SAE weights do not match their recorded sha256")
+        clamp = SAEClamp(sae=sae, site=meta["site"], features=[int(i) for i in meta["features"]],
+                         scale=float(meta["scale"]), threshold=float(meta["threshold"]), gate=bool(meta["gate"]),
+                         model_id=meta.get("model", ""), concept=meta.get("concept"))
+        return cls(clamp, meta.get("guard"))
+
+
+def upstream_guard(model, site: str) -> dict:
+    """Fingerprints of the text-encoder tensors that feed `site` (embeddings + layers up to it)."""
+    import re
+
+    from workbench.patches.format import dtype_name, tensor_fingerprint
+    m = re.match(r"^text\.blocks\.(\d+)\.", site)
+    last = int(m.group(1)) if m else 10 ** 6
+    guard = {}
+    for name, p in model.hf.named_parameters():
+        if not name.startswith("text_encoder."):
+            continue
+        layer = re.search(r"\.layers?\.(\d+)\.", name)
+        if layer and int(layer.group(1)) > last:
+            continue
+        if not layer and "embeddings" not in name:
+            continue
+        guard[name] = {"fingerprint": tensor_fingerprint(p), "shape": list(p.shape), "dtype": dtype_name(p.dtype)}
+    return guard
+
+
+def clamp_edit(model, clamp: SAEClamp):
+    """An `Edit` (method "sae-clamp", no weight deltas, one hook) that saves as a standard patch."""
+    from workbench.edits.base import Edit
+    return Edit(method="sae-clamp", model_id=model.model_id, hooks=[TextEncoderClampHook(clamp, upstream_guard(
+        model, clamp.site))], concept=clamp.concept,
+        hyper={"site": clamp.site, "features": clamp.features, "scale": clamp.scale, "threshold": clamp.threshold,
+               "gate": clamp.gate, **clamp.sae.config()},
+        provenance={k: v for k, v in clamp.info.items() if k != "selection"} | {"selection": clamp.info.get("selection")})
+
+
 def default_site(model) -> str:
     """Mid-depth residual stream of the text encoder."""
     n = int(model.text_encoder.config.num_hidden_layers)
@@ -271,18 +344,19 @@ def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, si
     site = site or default_site(model)
     others = [s for s in (list(preserve or []) + list(SUBJECTS)) if s not in erase]
     concept_train = prompts_for(erase)
-    retain_train = prompts_for(others)
+    retain_train = prompts_for(others) + [""]
+    ac, mc = token_activations(model, concept_train, site)           # one text-encoder pass for everything
+    ar, mr = token_activations(model, retain_train, site)
     stats = {}
     if sae is None:
-        acts, mask = token_activations(model, concept_train + retain_train, site)
-        sae, stats = train_sae(acts[mask], width=width, k=k, steps=steps, seed=seed, progress=progress)
-    feats, sel = select_features(sae, model, site, concept_train, retain_train, n_features)
+        sae, stats = train_sae(torch.cat([ac[mc], ar[mr]]), width=width, k=k, steps=steps, seed=seed,
+                               progress=progress)
+    feats, sel = select_features(sae, model, site, concept_train, retain_train, n_features,
+                                 acts=((ac, mc), (ar, mr)))
     clamp = SAEClamp(sae=sae, site=site, features=feats, scale=scale, gate=gate, model_id=model.model_id,
                      concept=", ".join(erase))
     if feats:                       # gate threshold: `margin` of the way from the retained max to the concept min
-        acts_r, _ = token_activations(model, retain_train + [""], site)
-        acts_c, _ = token_activations(model, concept_train, site)
-        hi_r, lo_c = float(clamp.gate_scores(acts_r).max()), float(clamp.gate_scores(acts_c).min())
+        hi_r, lo_c = float(clamp.gate_scores(ar).max()), float(clamp.gate_scores(ac).min())
         clamp.threshold = hi_r + margin * (lo_c - hi_r) if lo_c > hi_r else hi_r
         stats = {**stats, "gate_retain_max": hi_r, "gate_concept_min": lo_c}
     clamp.info = {"sae": stats, "selection": sel, "erase": list(erase), "n_train_prompts": len(concept_train) + len(retain_train)}

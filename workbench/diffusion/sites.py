@@ -29,9 +29,19 @@ _XATTN = re.compile(r"^unet\.xattn\.(\d+)\.(W_K|W_V|hook_k|hook_v)$")
 
 
 def text_transformer(model) -> nn.Module:
-    """The CLIP text transformer (transformers 4 nests it as `.text_model`, 5 does not)."""
+    """The CLIP text transformer (transformers 4 nests it as `.text_model`, 5 does not), or a BERT."""
     te = model.text_encoder
     return getattr(te, "text_model", te)
+
+
+def _text_parts(model) -> tuple[nn.ModuleList, nn.Module, Callable[[nn.Module], nn.Module]]:
+    """(layers, module whose output is what the UNet reads, layer -> module whose input is the MLP hidden)."""
+    te = text_transformer(model)
+    if hasattr(te.encoder, "layers"):                                   # CLIP
+        return te.encoder.layers, te.final_layer_norm, lambda layer: layer.mlp.fc2
+    if hasattr(te.encoder, "layer"):                                    # BERT (MiniLM): no final norm
+        return te.encoder.layer, te.encoder.layer[-1], lambda layer: layer.output.dense
+    raise SiteError(f"unsupported text encoder {type(model.text_encoder).__name__} (CLIP or BERT)")
 
 
 def cross_attention_modules(model) -> list[tuple[str, nn.Module]]:
@@ -88,20 +98,19 @@ def resolve_weight(model, site: str) -> str:
 
 def site_module(model, site: str) -> tuple[nn.Module, str]:
     """(module, 'in'|'out'): the module whose input or output is the activation at `site`."""
-    te = text_transformer(model)
     m = _TEXT.match(site)
     if m:
+        layers, final, mlp_in = _text_parts(model)
         if m.group(3):
-            return te.final_layer_norm, "out"
+            return final, "out"
         L, kind = int(m.group(1)), m.group(2)
-        layers = te.encoder.layers
         if L >= len(layers):
             raise SiteError(f"{site}: the text encoder has {len(layers)} layers (0..{len(layers) - 1})")
         if kind == "hook_resid_pre":
             return layers[L], "in"
         if kind == "hook_resid_post":
             return layers[L], "out"
-        return layers[L].mlp.fc2, "in"
+        return mlp_in(layers[L]), "in"
     m = _XATTN.match(site)
     if m and m.group(2).startswith("hook_"):
         mods = cross_attention_modules(model)
@@ -116,27 +125,32 @@ def _first(x):
     return x[0] if isinstance(x, tuple) else x
 
 
+def add_hook(model, site: str, fn: Callable[[torch.Tensor], torch.Tensor | None]):
+    """Install fn at `site` (fn(activation) may return a replacement); returns the handle."""
+    module, where = site_module(model, site)
+    if where == "out":
+        def hook(mod, args, output):
+            new = fn(_first(output))
+            if new is None:
+                return None
+            return (new, *output[1:]) if isinstance(output, tuple) else new
+        return module.register_forward_hook(hook)
+
+    def pre(mod, args, kwargs):
+        new = fn(args[0])
+        if new is None:
+            return None
+        return (new, *args[1:]), kwargs
+    return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+
 @contextmanager
 def hooks(model, fns: dict[str, Callable[[torch.Tensor], torch.Tensor | None]]):
     """Scoped hooks by site: fn(activation) may return a replacement. Removed on exit/exception."""
     handles = []
     try:
         for site, fn in fns.items():
-            module, where = site_module(model, site)
-            if where == "out":
-                def hook(mod, args, output, fn=fn):
-                    new = fn(_first(output))
-                    if new is None:
-                        return None
-                    return (new, *output[1:]) if isinstance(output, tuple) else new
-                handles.append(module.register_forward_hook(hook))
-            else:
-                def pre(mod, args, kwargs, fn=fn):
-                    new = fn(args[0])
-                    if new is None:
-                        return None
-                    return (new, *args[1:]), kwargs
-                handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+            handles.append(add_hook(model, site, fn))
         yield model
     finally:
         for h in handles:
@@ -156,5 +170,5 @@ def run_with_cache(model, prompts: list[str] | str, sites: list[str]) -> dict[st
         if not s.startswith("text."):
             raise SiteError(f"{s}: run_with_cache reads text-encoder sites; UNet sites need a denoising step")
     with hooks(model, {s: saver(s) for s in sites}):
-        model.text_encoder(model.tokenize(prompts)["input_ids"])
+        model.text_forward(model.tokenize(prompts))
     return cache

@@ -178,8 +178,9 @@ def uce_edit(model, spec: ErasureSpec, cfg: UCEConfig | None = None) -> Edit:
     from workbench.diffusion.sites import kv_weight_names
     cfg = cfg or UCEConfig()
     if not hasattr(model, "unet"):
-        raise ValueError("uce/rece edit Stable Diffusion pipelines: load one with workbench.diffusion.load_pipeline "
-                         "(CLI: workbench diffusion edit uce MODEL ...)")
+        raise ValueError("uce/rece edit Stable Diffusion pipelines, not language models: load one with "
+                         "workbench.diffusion.load_pipeline, or use `workbench diffusion edit uce|rece MODEL ...` "
+                         "or the dashboard's Diffusion page")
     if cfg.lamb <= 0:
         raise ValueError(f"lamb={cfg.lamb}: must be > 0 (it keeps the normal equations well posed)")
     names = kv_weight_names(model, ("W_K", "W_V") if cfg.with_to_k else ("W_V",))

@@ -11,13 +11,15 @@ the edit targets:
   its K/V come to the original concept's, ‖W'c' − Wc‖ / ‖W c_g − W c‖ (0: fully regenerated);
 - a short generation (2 DDIM steps by default) on the edited pipeline: finite images, and the
   mean pixel change for erased vs preserved prompts under the same seed.
-Image metrics (CLIP score, detectors) need models this machine does not have: reported as skipped.
+CLIP score (`image_metrics.py`) runs when a CLIP model is given (`clip=` / `WORKBENCH_CLIP`), else it
+is reported as skipped with the reason.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from workbench.diffusion.image_metrics import image_metrics
 from workbench.diffusion.rece import derive_embedding, recovery
 from workbench.diffusion.uce import ErasureSpec, aligned_rows
 
@@ -127,15 +129,12 @@ def generation_check(model, prompts: list[str], edit=None, clamp=None, steps: in
             "images_before": before, "images_after": after}
 
 
-def image_metrics_status() -> dict:
-    """Real-image metrics need a CLIP image model or a concept detector with weights; none is
-    available offline here (open-clip-torch is installed for its BPE vocabulary only)."""
-    return {"skipped": True, "reason": "no CLIP image model or concept detector weights are available offline; "
-            "CLIP score and detector rates are skipped (key/value and generation checks above still ran)"}
+def image_metrics_status(reason: str = "no generation was run") -> dict:
+    return {"skipped": True, "reason": f"{reason}; CLIP score is skipped"}
 
 
 def verify_diffusion_edit(model, spec: ErasureSpec, edit, steps: int = 2, seed: int = 0, generate: bool = True,
-                          tokens: str | None = None) -> dict:
+                          tokens: str | None = None, clip: str | None = None) -> dict:
     """The whole report for a UCE/RECE edit (JSON-serialisable; images dropped)."""
     tokens = tokens or (edit.hyper or {}).get("tokens", "uce")
     out = {"model": model.model_id, "method": edit.method, "concept": spec.name, "erase": spec.erase,
@@ -148,12 +147,14 @@ def verify_diffusion_edit(model, spec: ErasureSpec, edit, steps: int = 2, seed: 
             + [HELD_OUT[0]]
         g = generation_check(model, prompts, edit=edit, steps=steps, seed=seed)
         out["generation"] = {k: v for k, v in g.items() if not k.startswith("images")}
-    out["image_metrics"] = image_metrics_status()
+        out["image_metrics"] = image_metrics(prompts, g["images_before"], g["images_after"], spec.erase, clip)
+    else:
+        out["image_metrics"] = image_metrics_status()
     return out
 
 
 def verify_sae_clamp(model, clamp, erase: list[str], others: list[str] | None = None, steps: int = 2,
-                     seed: int = 0, generate: bool = True) -> dict:
+                     seed: int = 0, generate: bool = True, clip: str | None = None) -> dict:
     """Gate TPR/FPR on held-out templates, exactness on gated-off prompts, embedding change."""
     from workbench.diffusion.sae import HELD_OUT_TEMPLATES, gate_rates, prompts_for
     others = others or ["a dog", "a mountain lake", "Claude Monet", "a sunflower field", "a city at night",
@@ -176,5 +177,7 @@ def verify_sae_clamp(model, clamp, erase: list[str], others: list[str] | None = 
     if generate:
         g = generation_check(model, [pc[0], po[0]], clamp=clamp, steps=steps, seed=seed)
         out["generation"] = {k: v for k, v in g.items() if not k.startswith("images")}
-    out["image_metrics"] = image_metrics_status()
+        out["image_metrics"] = image_metrics([pc[0], po[0]], g["images_before"], g["images_after"], list(erase), clip)
+    else:
+        out["image_metrics"] = image_metrics_status()
     return out

@@ -15,7 +15,8 @@ import torch
 
 DELTA_KINDS = ("dense", "low_rank", "sparse", "replace_rows")
 # hook-edit kind -> "module:Class" providing it (imported lazily when a patch names the kind)
-HOOK_KINDS = {"sae_clamp": "workbench.edits.sae_clamp:SAEClampHook"}
+HOOK_KINDS = {"sae_clamp": "workbench.edits.sae_clamp:SAEClampHook",
+              "diffusion_sae_clamp": "workbench.diffusion.sae:TextEncoderClampHook"}
 
 
 def hook_class(kind: str):

@@ -40,6 +40,7 @@ class WagleConfig(EditConfig):
     sparsity: float = 0.95        # share of weights left out of the mask (0.95 keeps the top 5 %)
     scope: str = "global"         # global | per_module
     mu: float = 1e-6              # WAGLE's μ (the Hessian-diagonal proxy γ of the paper)
+    retain_text_tokens: int = 0   # general-text tokens added to the retain side of the attribution
     params: str = "all"           # eligible parameters (select_params spec)
     lr: float = 3e-4
     steps: int = 4
@@ -69,8 +70,8 @@ def masked_gradients(params: dict[str, torch.nn.Parameter], masks: dict[str, tor
     handles = []
     try:
         for name, p in params.items():
-            m = masks[name].to(p.device, p.dtype)
-            handles.append(p.register_hook(lambda g, m=m: g * m))
+            off = ~masks[name].to(p.device, torch.bool)          # bool: 1 byte per weight, not a float copy
+            handles.append(p.register_hook(lambda g, off=off: g.masked_fill(off, 0.0)))
         yield
     finally:
         for h in handles:
@@ -120,7 +121,7 @@ def _mask_for(model, concept, cfg: WagleConfig, params: dict):
                           {"method": "none", "sparsity": 0.0, "scope": "global"})
     if cfg.mask in MASKS:
         return build_mask(model, concept, method=cfg.mask, sparsity=cfg.sparsity, scope=cfg.scope, params=params,
-                          mu=cfg.mu, seed=cfg.seed)
+                          mu=cfg.mu, seed=cfg.seed, retain_text_tokens=cfg.retain_text_tokens)
     path = Path(cfg.mask)
     if not path.exists():
         raise ValueError(f"mask={cfg.mask!r} is neither one of {MASKS} nor an existing mask file")

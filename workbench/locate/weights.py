@@ -41,21 +41,27 @@ def param_layer_module(name: str) -> tuple[int | None, str]:
 
 
 # ------------------------------------------------------------------------------------ gradients
-def _mean_nll_grad(model, params: dict[str, torch.nn.Parameter], probes, batch_size: int, desc: str,
-                   progress: bool) -> int:
-    """Accumulate into p.grad the gradient of the mean answer-token NLL over `probes` (chunked, one
-    forward+backward per chunk: exactly one pass over the data). Returns the number of tokens."""
-    from workbench.edits.unlearn import _rows, probe_batch, sequence_nll
-    batch = probe_batch(model, probes)
+def _mean_nll_grad(model, batch: dict, batch_size: int, desc: str, progress: bool) -> int:
+    """Accumulate into p.grad the gradient of the mean label-token NLL of a teacher-forcing batch
+    (chunked, one forward+backward per chunk: exactly one pass over the data). Returns #tokens."""
+    from workbench.edits.unlearn import _rows, sequence_nll
     n = batch["input_ids"].shape[0]
     total = int((batch["labels"][:, 1:] != -100).sum())
     if total == 0:
-        raise ValueError(f"{desc}: the probes have no answer tokens")
+        raise ValueError(f"{desc}: no answer tokens to score")
     for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=None if progress else True):
         rows = _rows(batch, range(start, min(n, start + batch_size)))
         nll, _ = sequence_nll(model, rows)
         (nll.sum() / total).backward()
     return total
+
+
+def text_batch(model, n_tokens: int, seq_len: int = 128, split: str = "train") -> dict[str, torch.Tensor]:
+    """General text (workbench.data.corpus, the split no evaluation uses) as a teacher-forcing batch
+    with every token a label: extra retain data for the attribution."""
+    from workbench.data.corpus import token_chunks
+    ids = token_chunks(model.tokenizer, split, n_tokens, seq_len).to(model.device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
 def collect_gradients(module: torch.nn.Module, params: dict[str, torch.nn.Parameter],
@@ -259,13 +265,14 @@ def _select(model, params: str | Sequence[str] | dict):
 
 
 def attribution_scores(model, concept=None, method: str = "wagle", mu: float = 1e-6, params="all",
-                       forget=None, retain=None, batch_size: int = 8, seed: int = 0,
+                       forget=None, retain=None, batch_size: int = 8, seed: int = 0, retain_text_tokens: int = 0,
                        progress: bool = True) -> WeightScores:
     """Score every weight of `params` (spec of workbench.edits.unlearn.select_params, a list of
     name substrings, or a dict of parameters) for unlearning `concept`.
 
     method: wagle |(θ − g_r/μ)·g_f| · snip |θ·g_f| · gradient |g_f| · magnitude |θ| · random U(0,1).
-    forget / retain default to the concept's probes. Cost: wagle two forward+backward passes
+    forget / retain default to the concept's probes; retain_text_tokens > 0 adds that many tokens
+    of general text (corpus train split) to the retain side, as WAGLE's retain set. Cost: wagle two forward+backward passes
     (forget, retain), snip/gradient one, magnitude/random none.
     """
     if method not in SCORE_METHODS:
@@ -281,14 +288,22 @@ def attribution_scores(model, concept=None, method: str = "wagle", mu: float = 1
     selected = _select(model, params)
     t0 = time.perf_counter()
 
-    def backward(probes, desc):
-        return lambda: _mean_nll_grad(model, selected, probes, batch_size, desc, progress)
+    from workbench.edits.unlearn import probe_batch
 
-    scores = attribution_from_losses(model.hf, selected, backward(forget, "forget gradient") if forget else None,
-                                     backward(retain, "retain gradient") if retain else None, method, mu, seed)
+    def forget_backward():
+        _mean_nll_grad(model, probe_batch(model, forget), batch_size, "forget gradient", progress)
+
+    def retain_backward():                       # retain probes (+ general text): one pass, mean NLL of each
+        _mean_nll_grad(model, probe_batch(model, retain), batch_size, "retain gradient", progress)
+        if retain_text_tokens:
+            _mean_nll_grad(model, text_batch(model, retain_text_tokens), batch_size, "retain text gradient", progress)
+
+    scores = attribution_from_losses(model.hf, selected, forget_backward if forget else None,
+                                     retain_backward if retain else None, method, mu, seed)
     passes = {"wagle": 2, "snip": 1, "gradient": 1}.get(method, 0)
     meta = {"seconds": round(time.perf_counter() - t0, 3), "passes": passes, "params": params if isinstance(params, str)
-            else "custom", "n_forget": len(forget or ()), "n_retain": len(retain or ()) if method == "wagle" else 0}
+            else "custom", "n_forget": len(forget or ()), "n_retain": len(retain or ()) if method == "wagle" else 0,
+            "retain_text_tokens": retain_text_tokens if method == "wagle" else 0}
     if method == "wagle":
         meta["mu"] = mu
     if method == "random":
