@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--concept", default="Japan")
     ap.add_argument("--sae", default=None, help="SAE folder (default: train/reuse the default one)")
-    ap.add_argument("--settings", default="clamp:-4,scale:0,scale:-2",
+    ap.add_argument("--settings", default="scale:0,clamp:-4,scale:-2",
                     help="sae-clamp settings, mode:number, comma-separated")
     ap.add_argument("--n-features", type=int, default=8)
     ap.add_argument("--utility-tokens", type=int, default=2048)

@@ -66,7 +66,8 @@ def test_sae_trains_and_reduces_reconstruction_error_on_tiny_model(home):
     assert train.evaluate(h.sae, held)["fvu"] == pytest.approx(after, rel=1e-5)
     # a second width reuses the cache (no forward pass): the model is not even called
     model.hf.forward = None
-    rec2 = train.train_from_cache(model, site, [32], home / "sae2", cfg, progress=False)
+    import dataclasses
+    rec2 = train.train_from_cache(model, site, [32], home / "sae2", dataclasses.replace(cfg, epochs=3), progress=False)
     assert rec2[0]["metrics"]["fvu"] < before
 
 

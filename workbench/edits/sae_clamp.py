@@ -126,8 +126,8 @@ class SAEClampConfig(EditConfig):
     features: list[int] | None = None  # explicit feature indices; None = the concept's top features
     n_features: int = 8                # how many of the ranked features to deactivate
     min_score: float = 0.2             # ...with at least this selectivity
-    mode: str = "clamp"                # "scale" (f <- scale*f) | "clamp" (firing f <- value)
-    scale: float = 0.0
+    mode: str = "scale"                # "scale" (f <- scale*f) | "clamp" (firing f <- value)
+    scale: float = -2.0                # measured on smollm2-135m L15 (README): 0 / clamp -4 barely act
     value: float = -4.0
     gate: float | None = None          # only where a selected feature exceeds this activation
     norm_factor: float = 10.0          # leave positions with ||x|| > norm_factor * median alone (sinks)
