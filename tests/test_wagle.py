@@ -229,17 +229,19 @@ def _forget_prob(model, concept) -> float:
 
 
 def test_wagle_edit_on_embedded_model(smol, eiffel, tmp_path):
-    """Scores -> mask file -> masked NPO on the MLPs: forget prob falls, every changed weight is
+    """Scores -> mask file -> masked NPO on the late MLPs: forget prob falls, every changed weight is
     inside the mask, the model is restored bit-exactly, and the sparse patch round-trips."""
     from workbench.locate.masks import build_mask
     from workbench.patches import load_patch
-    mask = build_mask(smol, eiffel, method="wagle", sparsity=0.99, params="mlp", progress=False)
+    late_mlps = ",".join(f"model.layers.{L}.mlp" for L in range(24, 30))   # short backward pass: fast test
+    mask = build_mask(smol, eiffel, method="wagle", sparsity=0.99, params=late_mlps, progress=False)
     assert mask.meta["method"] == "wagle" and mask.meta["passes"] == 2
-    assert abs(mask.density - 0.01) < 1e-6 and all(".mlp." in n for n in mask.masks)
+    assert abs(mask.density - 0.01) < 1e-6 and len(mask.masks) == 18
+    assert all(".mlp." in n and int(n.split(".")[2]) >= 24 for n in mask.masks)
     path = mask.save(tmp_path / "eiffel.mask.safetensors")
     before_all = {n: p.detach().clone() for n, p in smol.hf.named_parameters()}
     p0 = _forget_prob(smol, eiffel)
-    edit = fit_edit("wagle", smol, eiffel, mask=str(path), loss="npo", steps=3, lr=3e-4)
+    edit = fit_edit("wagle", smol, eiffel, mask=str(path), loss="npo", steps=3, lr=1e-3)
     for n, p in smol.hf.named_parameters():
         assert torch.equal(p, before_all[n]), f"{n} not restored"
     assert edit.deltas and all(d.kind == "sparse" for d in edit.deltas)
