@@ -47,8 +47,11 @@ def test_world_is_seeded_and_holds_out_phrasings():
 # ------------------------------------------------------------------------------ routing capture
 @pytest.mark.parametrize("family", MOE_FAMILIES)
 def test_capture_matches_manual_router_forward(family):
+    _check_capture(_hooked(family))
+
+
+def _check_capture(m: HookedModel) -> None:
     from workbench.locate.routing import capture_routing, moe_layers
-    m = _hooked(family)
     layers = moe_layers(m)
     assert layers == list(range(m.n_layers))
     inputs = m.tokenize(PROMPTS)
@@ -266,6 +269,11 @@ def test_build_moe_tiny_recipe(tiny_build, tmp_path):
         (tmp_path / "busy").mkdir()
         (tmp_path / "busy" / "x").write_text("x")
         build_synthetic("tiny", out=tmp_path / "busy", progress=False)
+
+
+def test_capture_matches_manual_router_forward_on_built_moe(tiny_build):
+    from workbench import load_model
+    _check_capture(load_model(str(tiny_build)))
 
 
 def test_world_concepts_cli(tiny_build, tmp_path, capsys):

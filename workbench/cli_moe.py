@@ -16,7 +16,7 @@ def cmd_build_moe(args) -> int:
     info = json.loads((Path(out) / "build.json").read_text())
     print(f"built {args.size} synthetic MoE in {out} (recipe {info['recipe_key']}, build {info['build_seconds']} s)")
     for name, m in info["models"].items():
-        acc = ", ".join(f"{form} {v.get('trained', float('nan')):.2f}/{v.get('held_out', float('nan')):.2f}"
+        acc = ", ".join(f"{form} {v['trained']:.2f}" + (f"/{v['held_out']:.2f}" if "held_out" in v else "")
                         for form, v in m["accuracy"].items())
         print(f"  {name:<5} {m['architecture']:<20} {m['n_params'] / 1e6:.2f}M params, train {m['train_seconds']} s, "
               f"loss {m['final_loss']}; greedy accuracy trained/held-out phrasing: {acc}")
