@@ -74,6 +74,20 @@ def test_writes_through_every_kind_of_site(family):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_stop_early_caches_the_same_and_runs_fewer_layers(family):
+    m = hooked(family)
+    sites = ["blocks.0.hook_mlp_out", "blocks.0.hook_resid_post", "blocks.0.hook_resid_pre"]
+    _, full = m.run_with_cache(PROMPTS, sites)
+    ran = []
+    last = m.n_layers - 1
+    with m.hooks([(f"blocks.{last}.hook_resid_post", lambda act, name: ran.append(name))]):
+        logits, early = m.run_with_cache(PROMPTS, sites, stop_early=True)
+    assert logits is None and ran == [] and set(early) == set(sites)
+    assert all(torch.equal(full[s], early[s]) for s in sites)
+    assert _all_hooks(m) == 0
+
+
 def test_project_out_removes_the_direction():
     m = hooked("llama")
     d = torch.randn(m.info.d_model)

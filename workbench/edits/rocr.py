@@ -72,7 +72,7 @@ def _prefixes(model, concept, use_forget: bool) -> list[str]:
 @torch.no_grad()
 def _means_at_last_token(model, texts: list[str], sites: list[str]) -> dict[str, torch.Tensor]:
     """Mean activation at each text's last real token, per site: {site: [d]}. One right-padded run."""
-    _, cache = model.run_with_cache(texts, sites, logits_to_keep=1)
+    _, cache = model.run_with_cache(texts, sites, logits_to_keep=1, stop_early=True)
     last = cache.mask.sum(1) - 1
     idx = torch.arange(len(texts))
     return {s: cache[s][idx, last].float().mean(0) for s in sites}
@@ -109,7 +109,7 @@ def _means_by_subject_offset(model, texts: list[str], subject: str, sites: list[
     lengths = [b - a for a, b in spans]
     n = max(set(lengths), key=lengths.count)
     keep = [i for i, ln in enumerate(lengths) if ln == n]
-    _, cache = model.run_with_cache([texts[i] for i in keep], sites, logits_to_keep=1)
+    _, cache = model.run_with_cache([texts[i] for i in keep], sites, logits_to_keep=1, stop_early=True)
     ref = keep[-1]
     ids = model.tokenizer(texts[ref])["input_ids"][spans[ref][0]:spans[ref][1]]
     first = 1 if skip_first and n > 1 else 0

@@ -73,6 +73,10 @@ def _with_first(out, new):
     return (new,) + tuple(out[1:]) if isinstance(out, tuple) else new
 
 
+class _StopForward(Exception):
+    """Raised by run_with_cache(stop_early=True) once every wanted activation is cached."""
+
+
 class HookedModel:
     """An HF causal LM plus the site grammar, caching, scoped hooks, logit lens and generation."""
 
@@ -288,12 +292,15 @@ class HookedModel:
 
     @torch.no_grad()
     def run_with_cache(self, prompts: str | Sequence[str] | dict, sites: Iterable[str] | None = None,
-                       logits_to_keep: int = 0) -> tuple[torch.Tensor, ActivationCache]:
+                       logits_to_keep: int = 0, stop_early: bool = False,
+                       ) -> tuple[torch.Tensor | None, ActivationCache]:
         """Run once, keep the activations at `sites` (default: every hook_resid_post).
 
         Returns logits [batch, pos, vocab] and an ActivationCache of [batch, pos, ...] tensors;
         batches are right-padded, `cache.mask` marks real tokens. `logits_to_keep=1` skips the
         unembedding of all but the last position when only activations are wanted.
+        `stop_early=True` ends the forward pass once the deepest layer among `sites` is done
+        (like TransformerLens's `stop_at_layer`); the logits are then None.
         """
         inputs = prompts if isinstance(prompts, dict) else self.tokenize(prompts)
         sites = list(sites) if sites is not None else self.sites("hook_resid_post")
@@ -302,8 +309,19 @@ class HookedModel:
         def save(act, name):
             cache[name] = act.detach()
 
-        with self.hooks([(s, save) for s in sites]):
-            logits = self.forward(inputs, logits_to_keep)
+        hooks = [(s, save) for s in sites]
+        layers = [self.site(s).layer for s in sites]
+        stop = stop_early and sites and all(L is not None for L in layers)
+        if stop:
+            def halt(act, name):
+                raise _StopForward
+            hooks.append((f"blocks.{max(layers)}.hook_resid_post", halt))   # fires after the layer's inner sites
+        logits = None
+        with self.hooks(hooks):
+            try:
+                logits = self.forward(inputs, logits_to_keep)
+            except _StopForward:
+                pass
         cache.tokens, cache.mask = inputs["input_ids"], inputs["attention_mask"]
         return logits, cache
 
