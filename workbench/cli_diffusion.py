@@ -26,16 +26,8 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _set(items: list[str] | None) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    from workbench.cli_more import _hyper               # one `--set key=value` parser for every CLI
+    return _hyper(items)
 
 
 def _spec(args):
