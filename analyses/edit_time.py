@@ -9,7 +9,6 @@ Fits only: verification is not timed here (see `workbench bench`).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 

@@ -15,7 +15,6 @@ subject, redirect_to = guide, extra keys `erase`, `guide`, `preserve`).
 """
 from __future__ import annotations
 
-import json
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -1,7 +1,6 @@
 """CLI: `workbench sae train|info|features` (thin callers of workbench.sae and workbench.locate.sae)."""
 from __future__ import annotations
 
-import json
 
 
 def _load(args):

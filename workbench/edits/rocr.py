@@ -22,7 +22,7 @@ is spread over consecutive layers (each with its own keys and C) — a simple ME
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 

@@ -18,7 +18,7 @@ applying it loads the SAE, checks the hash and installs the scoped hook.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
