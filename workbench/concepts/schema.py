@@ -36,6 +36,9 @@ MCQ_LETTER_FORM = "mcq_letter"
 KNOWN_FORMS = ("completion", "question", "paraphrase", "cloze", "mcq", "chat",
                MCQ_LETTER_FORM, "fill_blank", "distractor", "roleplay", "fewshot", "reverse", "synonym")
 
+SPLITS = ("dev", "test")
+KINDS = ("person", "place", "work", "organisation", "object")
+
 PROBE_KEYS = ("prompt", "answers", "form")
 CONCEPT_KEYS = ("name", "subject", "redirect_to", "forget", "retain")
 
@@ -62,6 +65,17 @@ class ConceptFileError(ConceptError):
     def located(self, source: str, line: int | None) -> "ConceptFileError":
         """The same error, now naming the file and line it came from."""
         return ConceptFileError(self.reason, self.field, source, line)
+
+
+def check_tag(value: Any, field: str) -> str | None:
+    """Validate a concept tag: 'split' must be None or one of SPLITS, 'kind' None or one of KINDS.
+
+    Returns the value; raises ConceptFileError naming the field (callers add file and line).
+    """
+    allowed = {"split": SPLITS, "kind": KINDS}[field]
+    if value is not None and value not in allowed:
+        raise ConceptFileError(f"must be one of {list(allowed)} (or absent), got {value!r}", field)
+    return value
 
 
 class ConceptNotFoundError(ConceptError, LookupError):
@@ -189,6 +203,7 @@ class Concept:
                 raise ConceptFileError("missing required key", key)
         name = _check_str(d["name"], "name")
         subject = _check_str(d["subject"], "subject")
+        check_tag(d.get("split"), "split")
         redirect = d.get("redirect_to")
         if redirect is not None:
             _check_str(redirect, "redirect_to")
