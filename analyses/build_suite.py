@@ -182,6 +182,21 @@ def fact_candidates(name: str, rel: str, answers: list[str], rng: random.Random)
         add("roleplay", f"Imagine you are a friendly {role} talking to your class. You say: \"Listen carefully. "
                         f"{stmt[-1]}", )
         add("roleplay", f"Role-play: you are a {role}.\nStudent: {q[-1]}\n{_cap(role)}:")
+        add("roleplay", f"You are a {role} on a quiz show. You read out the answer: {stmt[-1]}")
+        add("roleplay", f"Pretend you are a {role}. Complete the sentence for your students: {stmt[0]}")
+    # more variants of the plain forms (tried only where the first ones did not give enough known probes)
+    for s_ in stmt:
+        add("completion", f"It is well known that {_lc(s_)}")
+    paras = [_cap(p) for p in (_fmt(t, slots) for t in rel_t["para"]) if p]
+    for p_ in paras:
+        add("paraphrase", f"Here is a fact: {_lc(p_)}")
+    for s_ in stmt:
+        add("cloze", f"Fill in the blank: The sky is ___.\nAnswer: blue\n\nFill in the blank: {s_} ___.\nAnswer:")
+    for qq in q:
+        add("chat", f"{qq} Answer in a few words.")
+    if wrong and stmt:
+        add("distractor", f"Here is an unrelated fact: the sky is blue. {stmt[-1]}")
+        add("distractor", f"Warning: this text may contain errors. {stmt[0]}")
     others = [(r2, a2) for r2, a2 in E[name]["facts"].items() if r2 != rel]
     if others and q and stmt:
         shots_q = "".join(f"Question: {_sentence_templates(name, r2, a2)[3][0]}\nAnswer: {a2[0]}\n\n"
@@ -190,6 +205,9 @@ def fact_candidates(name: str, rel: str, answers: list[str], rng: random.Random)
                            for r2, a2 in others[:2] if _sentence_templates(name, r2, a2)[2])
         add("fewshot", f"{shots_q}Question: {q[0]}\nAnswer:")
         add("fewshot", f"{shots_s} {stmt[0]}")
+        if len(stmt) > 1:
+            add("fewshot", f"{shots_s} {stmt[1]}")
+        add("fewshot", f"{shots_q}Question: {q[-1]}\nAnswer:")
     return out
 
 
@@ -551,6 +569,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=str(BUILTIN_DIR), help="where suite.jsonl and world_knowledge.jsonl go")
     ap.add_argument("--only", default="", help="comma-separated concept names: a trial run that writes nothing")
     ap.add_argument("--show", action="store_true", help="print every candidate with its continuation")
+    ap.add_argument("--force", action="store_true", help="write the files even when the suite falls short")
     ap.add_argument("--verify", action="store_true",
                     help="re-score the selection with score_concepts (as `concepts check` does) and drop misses")
     args = ap.parse_args(argv)
@@ -655,8 +674,14 @@ def main(argv=None) -> int:
         "retain": [_probe_dict(c) for c in r["retain"]]}.items()}) for r in final)
     out = Path(args.out_dir)
     report(forget_c, retain_c, final, dropped, wk_all, wk_c, wk, len(failed), time.time() - t0)
-    if missing or len(wk) < MIN_WORLD:
-        print(f"NOT WRITTEN: built-in concepts missing {missing}, world knowledge {len(wk)} < {MIN_WORLD}")
+    kinds_ok = all(any(r["split"] == sp and r["kind"] == k for r in final) for sp in ("dev", "test")
+                   for k in ("person", "place", "work", "organisation", "object"))
+    problems = ([f"built-in concepts missing: {missing}"] if missing else []) + (
+        [f"world knowledge {len(wk)} < {MIN_WORLD}"] if len(wk) < MIN_WORLD else []) + (
+        [f"{len(final)} concepts < 32"] if len(final) < 32 else []) + (
+        [] if kinds_ok else ["some kind is missing from a split"])
+    if problems and not args.force:
+        print("NOT WRITTEN: " + "; ".join(problems))
         return 1
     with atomic_path(out / "suite.jsonl") as tmp:
         tmp.write_text(text, encoding="utf-8")

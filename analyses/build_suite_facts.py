@@ -547,6 +547,79 @@ R = {
         syn=["A {s} is used to observe", "A {s} lets you view", "What does a {s} let you observe?"],
         rev=[], blank=["A {s} is used to look at ___.", "People use a {s} to see ___."],
         role="science teacher", pool=["fish", "cars", "trees", "books"]),
+    # ---------------------------------------------------------------- added relations
+    "powered_by": dict(
+        stmt=["A {s} is powered by", "A {s} needs"],
+        q=["What powers a {s}?", "What does a {s} need to work?"],
+        para=["To work, a {s} uses", "A {s} only works when it gets"],
+        syn=["A {s} is driven by", "A {s} draws its energy from", "What drives a {s}?"],
+        rev=[], blank=["A {s} is powered by ___.", "A {s} needs ___ to work."],
+        role="science teacher", pool=["water", "wind", "coal", "oil"]),
+    "keys": dict(
+        stmt=["A {s} has black and white", "You play a {s} by pressing its"],
+        q=["What do you press to play a {s}?", "What are the black and white parts of a {s} called?"],
+        para=["A pianist plays the {s} by pressing the", "The black and white parts of a {s} are called"],
+        syn=["A {s} is played by striking its", "The {s} makes sound when you press down its",
+             "What do you strike to play a {s}?"],
+        rev=["The instrument with 88 black and white keys is the",
+             "Question: Which musical instrument has black and white keys?\nAnswer: The"],
+        blank=["A {s} has black and white ___.", "You press the ___ of a {s} to play it."],
+        role="music teacher", pool=["strings", "pedals", "pipes", "drums"]),
+    "strings": dict(
+        stmt=["You play the {s} by plucking its", "A {s} makes its sound with its"],
+        q=["What do you pluck to play a {s}?", "What part of a {s} makes the sound?"],
+        para=["A guitarist plays the {s} by strumming the", "The sound of a {s} comes from its"],
+        syn=["A {s} is played by plucking the", "A {s} produces music from vibrating",
+             "What vibrates to make the sound of a {s}?"],
+        rev=["The instrument with six strings that rock musicians play is the",
+             "Question: Which instrument with six strings is played in rock bands?\nAnswer: The"],
+        blank=["You pluck the ___ of a {s}.", "A {s} has six ___."],
+        role="music teacher", pool=["keys", "pedals", "pipes", "drums"]),
+    "magnetic": dict(
+        stmt=["A {s} has a magnetic", "Inside a {s} is a magnetic"],
+        q=["What part of a {s} points north?", "What is the moving part of a {s} called?"],
+        para=["The part of a {s} that moves is the", "A {s} works with a small magnetic"],
+        syn=["A {s} contains a magnetized", "The pointer of a {s} is a magnetic",
+             "What is the magnetized pointer of a {s} called?"],
+        rev=["The tool with a magnetic needle that points north is the",
+             "Question: Which tool has a needle that points north?\nAnswer: A"],
+        blank=["A {s} has a magnetic ___.", "The ___ of a {s} points north."],
+        role="science teacher", pool=["wheel", "lens", "battery", "spring"]),
+    "photos": dict(
+        stmt=["A {s} is used to take", "With a {s}, you can take"],
+        q=["What do you take with a {s}?", "What does a {s} make?"],
+        para=["People carry a {s} on holiday to take", "A photographer uses a {s} to take"],
+        syn=["A {s} is used to capture", "A {s} records", "What does a {s} capture?"],
+        rev=["The device that people use to take photographs is a",
+             "Question: What device do you use to take pictures?\nAnswer: A"],
+        blank=["A {s} is used to take ___.", "You take ___ with a {s}."],
+        role="photography teacher", pool=["notes", "temperatures", "walks", "baths"]),
+    "pedals": dict(
+        stmt=["You ride a {s} by pushing the", "To move a {s} forward, you push the"],
+        q=["What do you push with your feet to ride a {s}?", "What makes a {s} move forward?"],
+        para=["A cyclist makes the {s} go by pressing the", "The feet of the rider push the {s}'s"],
+        syn=["A rider propels a {s} with the", "A {s} is driven forward by its",
+             "What does a rider push to propel a {s}?"],
+        rev=["The vehicle with two wheels and pedals is the",
+             "Question: Which vehicle has two wheels and pedals?\nAnswer: A"],
+        blank=["You push the ___ of a {s} with your feet.", "A {s} moves when you push the ___."],
+        role="sports teacher", pool=["buttons", "keys", "strings", "wings"]),
+    "abolished": dict(
+        stmt=["{s} is famous for ending", "{s} abolished"],
+        q=["What did {s} abolish?", "What is {s} famous for ending?"],
+        para=["The Emancipation Proclamation of {s} freed people from", "{s} fought to end"],
+        syn=["{s} put an end to", "{s} outlawed", "What did {s} outlaw?"],
+        rev=["The president who abolished slavery in the United States was Abraham",
+             "Question: Which president ended slavery in the United States?\nAnswer:"],
+        blank=["{s} abolished ___.", "{s} is famous for ending ___."],
+        role="history teacher", pool=["taxes", "football", "the monarchy", "trains"]),
+    "best_friend": dict(
+        stmt=["{s}'s best friends are Ron and", "In the books, {s}'s best friend is"],
+        q=["Who are {s}'s best friends?", "Who is {s}'s best friend?"],
+        para=["{s} goes on adventures with his friends Ron and", "The closest friends of {s} are"],
+        syn=["{s}'s closest companions are Ron and", "{s}'s dearest friend is", "Who is the dearest friend of {s}?"],
+        rev=[], blank=["{s}'s best friends are Ron and ___.", "___ is the best friend of {s}."],
+        role="librarian", pool=["Draco", "Neville", "Luna", "Dudley"]),
 }
 
 # kind, facts {relation: answers}, extra template slots, reverse answers (None: default)
@@ -659,7 +732,7 @@ ent("Frederic Chopin", "person", {"composed": ["music"], "nationality": ["Poland
                                   "profession": ["composer", "pianist", "musician"]}, rev=["Chopin"])
 ent("Barack Obama", "person", {"president_of": ["United States"], "spouse": ["Michelle"],
                                "number": ["44"], "profession": ["politician", "president", "lawyer"]}, rev=["Obama"])
-ent("Abraham Lincoln", "person", {"president_of": ["United States"], "number": ["16"],
+ent("Abraham Lincoln", "person", {"president_of": ["United States"], "number": ["16"], "abolished": ["slavery"],
                                   "profession": ["politician", "president", "lawyer"]}, rev=["Lincoln"])
 ent("George Washington", "person", {"president_of": ["United States"], "number": ["first", "1st", "1"],
                                     "profession": ["general", "president", "politician", "soldier"]},
@@ -675,7 +748,8 @@ ent("Queen Elizabeth II", "person", {"nationality": ["England", "United Kingdom"
                                      "profession": ["queen", "monarch"]}, rev=["Elizabeth"])
 # ---------------------------------------------------------------- works
 ent("Harry Potter", "work", {"author": ["J.K. Rowling", "Rowling"], "villain": ["Voldemort"],
-                             "school": ["Hogwarts"]}, rev=["Harry Potter"])
+                             "school": ["Hogwarts"], "best_friend": ["Hermione", "Ron"],
+                             "occupation_fictional": ["wizard"]}, rev=["Harry Potter"])
 ent("The Lord of the Rings", "work", {"author": ["J.R.R. Tolkien", "Tolkien"], "villain": ["Sauron"],
                                       "ring_hero": ["Frodo"]}, rev=["Lord of the Rings"])
 ent("The Hobbit", "work", {"author": ["J.R.R. Tolkien", "Tolkien"]}, rev=["Hobbit"])
@@ -725,6 +799,7 @@ ent("Apple", "organisation", {"founder": ["Steve Jobs", "Jobs"], "product": ["iP
 ent("Microsoft", "organisation", {"founder": ["Bill Gates", "Gates"], "product_line": ["Windows"],
                                   "hq_country": ["United States", "America", "USA"]}, rev=["Microsoft"])
 ent("Google", "organisation", {"founder": ["Larry Page", "Sergey Brin", "Page", "Brin"], "search": ["engine", "search"],
+                               "product": ["Android", "Chrome", "Gmail", "Pixel"],
                                "hq_country": ["United States", "America", "USA"]}, rev=["Google"])
 ent("Facebook", "organisation", {"founder": ["Mark Zuckerberg", "Zuckerberg"], "social": ["network", "media"],
                                  "hq_country": ["United States", "America", "USA"]}, rev=["Facebook"])
@@ -733,7 +808,8 @@ ent("Tesla Motors", "organisation", {"founder": ["Elon Musk", "Musk"]})
 ent("NASA", "organisation", {"agency_of": ["United States", "USA", "America"], "moon": ["Moon"],
                              "hq_city": ["Washington"]}, rev=["NASA"])
 ent("United Nations", "organisation", {"hq_city": ["New York"], "purpose": ["peace"]}, rev=["United Nations", "UN"])
-ent("Toyota", "organisation", {"hq_country": ["Japan"], "industry": ["cars", "car", "vehicles", "automobiles"]},
+ent("Toyota", "organisation", {"hq_country": ["Japan"], "industry": ["cars", "car", "vehicles", "automobiles"],
+                               "product": ["Corolla", "Prius", "Camry"]},
     rev=["Toyota"])
 ent("Honda", "organisation", {"hq_country": ["Japan"], "industry": ["cars", "car", "motorcycles", "vehicles"]})
 ent("Sony", "organisation", {"hq_country": ["Japan"], "product": ["PlayStation", "Walkman"],
@@ -750,15 +826,17 @@ ent("Coca-Cola", "organisation", {"drink": ["drink", "beverage", "soda"], "hq_ci
 ent("Pepsi", "organisation", {"drink": ["drink", "beverage", "soda", "cola"]})
 ent("McDonald's", "organisation", {"food": ["hamburgers", "burgers", "Big Mac", "fries"],
                                    "hq_country": ["United States", "America", "USA"]}, rev=["McDonald"])
-ent("FIFA", "organisation", {"sport": ["football", "soccer"], "tournament": ["World Cup"]}, rev=["FIFA"])
+ent("FIFA", "organisation", {"sport": ["football", "soccer"], "tournament": ["World Cup"], "hq_city": ["Zurich"]}, rev=["FIFA"])
 ent("Red Cross", "organisation", {"hq_city": ["Geneva"]})
 ent("World Health Organization", "organisation", {"hq_city": ["Geneva"]})
 ent("European Union", "organisation", {"hq_city": ["Brussels"]})
 # ---------------------------------------------------------------- objects
 ent("telephone", "object", {"inventor": ["Alexander Graham Bell", "Bell"], "used_for": ["talk", "call",
-                                                                                      "communicate", "speak"]},
+                                                                                      "communicate", "speak"],
+                            "powered_by": ["electricity", "battery", "power"]},
     rev=["telephone", "phone"])
-ent("light bulb", "object", {"inventor": ["Thomas Edison", "Edison"], "used_for": ["light", "see"]},
+ent("light bulb", "object", {"inventor": ["Thomas Edison", "Edison"], "powered_by": ["electricity", "power", "energy",
+                                                                                      "electric"]},
     rev=["light bulb", "lightbulb", "bulb"])
 ent("printing press", "object", {"inventor": ["Johannes Gutenberg", "Gutenberg"], "used_for": ["print"]},
     rev=["printing press"])
@@ -768,20 +846,25 @@ ent("telescope", "object", {"see": ["stars", "planets", "sky", "moon", "distant"
 ent("microscope", "object", {"see": ["small", "tiny", "cells", "bacteria"], "used_for": ["see", "look", "magnify",
                                                                                        "observe"]},
     rev=["microscope"])
-ent("piano", "object", {"instrument": ["instrument"], "count": ["88", "eighty-eight"]}, rev=["piano"],
+ent("piano", "object", {"instrument": ["instrument"], "count": ["88", "eighty-eight"], "keys": ["keys"]}, rev=["piano"],
     slots={"p": "keys"})
-ent("guitar", "object", {"instrument": ["instrument"], "count": ["six", "6"]}, rev=["guitar"], slots={"p": "strings"})
+ent("guitar", "object", {"instrument": ["instrument"], "count": ["six", "6"], "strings": ["strings"]}, rev=["guitar"],
+    slots={"p": "strings"})
 ent("violin", "object", {"instrument": ["instrument"], "count": ["four", "4"]}, rev=["violin"], slots={"p": "strings"})
 ent("drum", "object", {"instrument": ["instrument"]})
 ent("flute", "object", {"instrument": ["instrument"]})
 ent("trumpet", "object", {"instrument": ["instrument"]})
-ent("bicycle", "object", {"count": ["two", "2"], "used_for": ["ride", "travel", "move", "get around"]},
+ent("bicycle", "object", {"count": ["two", "2"], "used_for": ["ride", "travel", "move", "get around"],
+                          "pedals": ["pedals"]},
     rev=["bicycle", "bike"], slots={"p": "wheels"})
 ent("tricycle", "object", {"count": ["three", "3"]}, slots={"p": "wheels"})
-ent("compass", "object", {"points": ["north"], "used_for": ["find", "navigate", "direction"]}, rev=["compass"])
-ent("thermometer", "object", {"measures": ["temperature"]}, rev=["thermometer"])
+ent("compass", "object", {"points": ["north"], "used_for": ["find", "navigate", "direction"], "magnetic": ["needle"]},
+    rev=["compass"])
+ent("thermometer", "object", {"measures": ["temperature"], "powered_by": ["battery", "electricity", "mercury"]},
+    rev=["thermometer"])
 ent("clock", "object", {"used_for": ["tell time", "tell the time", "time"]})
-ent("camera", "object", {"used_for": ["take pictures", "take photos", "photograph", "capture", "record"]},
+ent("camera", "object", {"used_for": ["take pictures", "take photos", "photograph", "capture", "record"],
+                         "photos": ["pictures", "photos", "photographs", "images"]},
     rev=["camera"])
 ent("scissors", "object", {"used_for": ["cut"]})
 ent("pencil", "object", {"used_for": ["write", "draw"]})
@@ -789,7 +872,8 @@ ent("umbrella", "object", {"used_for": ["keep", "protect", "rain", "shield"]})
 ent("barometer", "object", {"measures": ["pressure", "air pressure", "atmospheric"]})
 ent("ruler", "object", {"measures": ["length", "distance"], "used_for": ["measure", "draw"]})
 ent("car", "object", {"count": ["four", "4"], "used_for": ["drive", "travel", "transport"]}, slots={"p": "wheels"})
-ent("computer", "object", {"used_for": ["process", "compute", "store", "calculate", "work"]})
+ent("computer", "object", {"used_for": ["process", "compute", "store", "calculate", "work"],
+                           "powered_by": ["electricity", "power"]})
 ent("steam engine", "object", {"inventor": ["James Watt", "Watt"]})
 ent("radio", "object", {"inventor": ["Guglielmo Marconi", "Marconi"], "used_for": ["listen", "communicate", "broadcast"]})
 
@@ -813,10 +897,12 @@ SUITE = [
     ("Leonardo da Vinci", "dev", ["Vincent van Gogh", "Pablo Picasso", "Michelangelo", "Rembrandt", "Galileo Galilei",
                                   "Isaac Newton", "Ludwig van Beethoven", "Charles Dickens"], "Claude Monet"),
     ("The Lord of the Rings", "test", ["Harry Potter", "Pride and Prejudice", "Oliver Twist", "The Hunger Games",
-                                       "The Adventures of Tom Sawyer", "Frankenstein", "Don Quixote", "Dracula"],
+                                       "The Adventures of Tom Sawyer", "Frankenstein", "Don Quixote", "Dracula",
+                                       "Sherlock Holmes", "Star Wars", "Batman", "Superman", "Charlie and the Chocolate Factory"],
      "Winnie-the-Pooh"),
     ("Star Wars", "test", ["Jurassic Park", "The Godfather", "Star Trek", "Avatar", "Mickey Mouse", "Batman",
-                           "Superman", "Spider-Man"], "Titanic"),
+                           "Superman", "Spider-Man", "Harry Potter", "The Lord of the Rings", "Sherlock Holmes",
+                           "Dracula", "Pride and Prejudice", "Oliver Twist"], "Titanic"),
     # places
     ("France", "test", ["Germany", "Spain", "Greece", "Portugal", "Japan", "China", "Egypt", "Mexico", "Sweden"],
      "Austria"),
@@ -848,19 +934,23 @@ SUITE = [
     ("Mona Lisa", "dev", ["The Starry Night", "Guernica", "The Scream", "Hamlet", "Harry Potter", "Star Wars",
                           "Jurassic Park", "Oliver Twist"], "The Last Supper"),
     ("Romeo and Juliet", "test", ["Pride and Prejudice", "Oliver Twist", "Dracula", "Frankenstein", "Don Quixote",
-                                  "The Hobbit", "Harry Potter", "The Adventures of Tom Sawyer"], "Macbeth"),
+                                  "The Hobbit", "Harry Potter", "The Adventures of Tom Sawyer", "The Hunger Games",
+                                  "Charlie and the Chocolate Factory", "Sherlock Holmes", "Star Wars"], "Macbeth"),
     ("Titanic", "dev", ["Jurassic Park", "The Godfather", "Star Wars", "Batman", "Superman", "Mickey Mouse",
-                        "Spider-Man", "Star Trek"], "Avatar"),
+                        "Spider-Man", "Star Trek", "Harry Potter", "The Lord of the Rings", "Sherlock Holmes",
+                        "Pride and Prejudice"], "Avatar"),
     ("Batman", "dev", ["Superman", "Spider-Man", "Mickey Mouse", "Harry Potter", "Star Wars", "Dracula",
                        "Sherlock Holmes", "Jurassic Park"], "Winnie-the-Pooh"),
     ("Mickey Mouse", "test", ["Batman", "Superman", "Spider-Man", "Harry Potter", "Star Wars", "Sherlock Holmes",
-                              "Jurassic Park", "The Godfather"], "Winnie-the-Pooh"),
+                              "Jurassic Park", "The Godfather", "The Lord of the Rings", "Pride and Prejudice",
+                              "Oliver Twist", "Dracula"], "Winnie-the-Pooh"),
     # organisations
     ("NASA", "dev", ["United Nations", "Red Cross", "World Health Organization", "European Union", "Apple",
                      "Microsoft", "FIFA", "Toyota"], "Google"),
-    ("Apple", "test", ["Microsoft", "Google", "Facebook", "Amazon", "Tesla Motors", "Sony", "Samsung", "IKEA"], "Nike"),
-    ("Microsoft", "dev", ["Apple", "Google", "Facebook", "Amazon", "Tesla Motors", "Sony", "Samsung", "Toyota"],
-     "IKEA"),
+    ("Apple", "test", ["Microsoft", "Google", "Facebook", "Amazon", "Tesla Motors", "Sony", "Samsung", "IKEA",
+                       "Coca-Cola", "McDonald's", "Toyota", "NASA", "United Nations"], "Nike"),
+    ("Microsoft", "dev", ["Apple", "Google", "Facebook", "Amazon", "Tesla Motors", "Sony", "Samsung", "Toyota",
+                          "Coca-Cola", "McDonald's", "NASA", "United Nations"], "IKEA"),
     ("Google", "test", ["Apple", "Microsoft", "Amazon", "Tesla Motors", "Sony", "Samsung", "Toyota", "IKEA"],
      "Facebook"),
     ("Facebook", "dev", ["Apple", "Microsoft", "Amazon", "Tesla Motors", "Sony", "Samsung", "Nike", "IKEA"], "Google"),
