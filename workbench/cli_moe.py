@@ -30,7 +30,7 @@ def completion_accuracy(model, world) -> dict[str, float]:
     outs = generate_batched(model, [p["prompt"] for _, p in rows], max_new_tokens=6, batch_size=64)
     score: dict[str, list[int]] = {}
     for (e, p), o in zip(rows, outs):
-        score.setdefault(e.name, []).append(int(is_hit(o, p["answers"])))
+        score.setdefault(e.name, []).append(int(is_hit(o, p["answers"], p.get("form", "completion"))))
     return {name: sum(v) / len(v) for name, v in score.items()}
 
 

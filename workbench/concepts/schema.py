@@ -5,9 +5,26 @@ should disappear after an edit and `retain` probes on neighbouring concepts that
 Validation is strict and names the field at fault (`forget[1].answers: ...`); unknown keys are
 kept in `extra` and written back unchanged, so files made by newer tools survive a round trip.
 
-Probe forms are free labels used for per-form breakdowns, with one exception: a `chat` probe holds
+Probe forms are free labels used for per-form breakdowns, with two exceptions: a `chat` probe holds
 the plain user question in `prompt` and is rendered through the model's chat template at scoring
-time. `render_prompt(model, probe)` is the one place that rule lives; every scorer calls it.
+time (`render_prompt(model, probe)` is the one place that rule lives; every scorer calls it), and an
+`mcq_letter` probe is scored by the option letter the continuation starts with
+(`workbench.verify.probes.is_hit`). The known forms (KNOWN_FORMS):
+
+- completion: a plain sentence prefix ("The capital of Japan is").
+- question: a Question/Answer prompt, usually after one unrelated worked example.
+- paraphrase: the fact asked with other words than the completion form.
+- cloze: a fill-in prompt with a few-shot example.
+- mcq: options listed by name, answered by the option text.
+- chat: a plain user question rendered through the chat template.
+- mcq_letter (ORT): options labelled A-D, answered by the option LETTER; a hit is the
+  continuation starting with the letter, not the letter anywhere.
+- fill_blank (ORT): a sentence with a "___" blank to fill in.
+- distractor (RWKU): the question after an injected misleading or unrelated prefix.
+- roleplay (RWKU): the question asked inside a role-play frame ("You are a history teacher...").
+- fewshot (RWKU): the question after in-context examples of related facts about the subject.
+- reverse (RWKU): a reverse query whose answer is the subject itself.
+- synonym (RWKU): the question with key words replaced by synonyms.
 """
 from __future__ import annotations
 
@@ -15,7 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CHAT_FORM = "chat"
-KNOWN_FORMS = ("completion", "question", "paraphrase", "cloze", "mcq", "chat")
+MCQ_LETTER_FORM = "mcq_letter"
+KNOWN_FORMS = ("completion", "question", "paraphrase", "cloze", "mcq", "chat",
+               MCQ_LETTER_FORM, "fill_blank", "distractor", "roleplay", "fewshot", "reverse", "synonym")
+
+SPLITS = ("dev", "test")
+KINDS = ("person", "place", "work", "organisation", "object")
 
 PROBE_KEYS = ("prompt", "answers", "form")
 CONCEPT_KEYS = ("name", "subject", "redirect_to", "forget", "retain", "split", "neighbors", "fit")
@@ -47,6 +69,17 @@ class ConceptFileError(ConceptError):
         return ConceptFileError(self.reason, self.field, source, line)
 
 
+def check_tag(value: Any, field: str) -> str | None:
+    """Validate a concept tag: 'split' must be None or one of SPLITS, 'kind' None or one of KINDS.
+
+    Returns the value; raises ConceptFileError naming the field (callers add file and line).
+    """
+    allowed = {"split": SPLITS, "kind": KINDS}[field]
+    if value is not None and value not in allowed:
+        raise ConceptFileError(f"must be one of {list(allowed)} (or absent), got {value!r}", field)
+    return value
+
+
 class ConceptNotFoundError(ConceptError, LookupError):
     """`get_concept` found no concept of that name; the message lists the available ones."""
 
@@ -64,10 +97,11 @@ class Probe:
     """One prompt and the answers that count as the model knowing the fact.
 
     prompt: the text the model continues (for form 'chat': the plain user message).
-    answers: acceptable answers, matched case-insensitively as substrings of the continuation;
+    answers: acceptable answers, matched case-insensitively as substrings of the continuation
+        (mcq_letter: the option letter the continuation starts with);
         the first one is the answer whose teacher-forced probability is reported.
-    form: a label for per-form breakdowns ('completion', 'question', 'paraphrase', 'cloze',
-        'mcq', 'chat', or any other string); only 'chat' changes how the prompt is rendered.
+    form: a label for per-form breakdowns (KNOWN_FORMS, or any other string); only 'chat'
+        changes how the prompt is rendered and only 'mcq_letter' how the answer is matched.
     extra: unknown keys from the file, kept and written back.
     """
     prompt: str
@@ -266,6 +300,7 @@ class Concept:
                 raise ConceptFileError("missing required key", key)
         name = _check_str(d["name"], "name")
         subject = _check_str(d["subject"], "subject")
+        check_tag(d.get("split"), "split")
         redirect = d.get("redirect_to")
         if redirect is not None:
             _check_str(redirect, "redirect_to")

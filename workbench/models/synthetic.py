@@ -161,7 +161,7 @@ def fact_accuracy(model, world, entities=None, max_new_tokens: int = 6) -> dict:
     acc: dict = {}
     for p, o in zip(probes, outs):
         slot = acc.setdefault(p["form"], {}).setdefault("held_out" if p["held_out"] else "trained", [0, 0])
-        slot[0] += is_hit(o, [p["answer"]])
+        slot[0] += is_hit(o, [p["answer"]], p["form"])
         slot[1] += 1
     return {f: {k: round(v[0] / v[1], 4) for k, v in d.items()} | {"n": sum(v[1] for v in d.values())}
             for f, d in acc.items()}

@@ -3,7 +3,8 @@
 Two measures per probe (DESIGN.md §4):
 
 - `hit`: the greedy continuation (`max_new_tokens` new tokens) contains any acceptable answer,
-  compared case-insensitively as a substring.
+  compared case-insensitively as a substring; for form 'mcq_letter' the continuation must instead
+  START with the answer letter (`is_hit`, the one scoring rule).
 - `prob`: the teacher-forced probability of the probe's FIRST acceptable answer: the product of
   the answer tokens' probabilities given the rendered prompt (`answer_logprob` is its log).
 
@@ -33,7 +34,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from workbench.concepts.schema import Concept, Probe, render_prompt
+from workbench.concepts.schema import MCQ_LETTER_FORM, Concept, Probe, render_prompt
 
 __all__ = ["ProbeScore", "answer_continuation", "answer_logprobs", "check_concepts", "concept_baseline",
            "format_check_table", "generate_batched", "is_hit", "score_concepts", "score_probes", "summarize"]
@@ -65,8 +66,29 @@ def answer_continuation(prompt: str, answer: str) -> str:
     return " " + answer
 
 
-def is_hit(continuation: str, answers: Iterable[str]) -> bool:
-    """True when any answer occurs in the continuation, case-insensitively."""
+_LETTER_END = (")", ".", ":")
+
+
+def _letter_hit(continuation: str, letter: str) -> bool:
+    """The continuation's first non-space text is `letter`, then end, whitespace, ')', '.' or ':'."""
+    text, letter = continuation.lstrip(), letter.strip()
+    if not letter or not text.startswith(letter):      # case-sensitive: " a dog" is not option A
+        return False
+    rest = text[len(letter):]
+    return not rest or rest[0].isspace() or rest.startswith(_LETTER_END)
+
+
+def is_hit(continuation: str, answers: Iterable[str], form: str = "completion") -> bool:
+    """Does the continuation give an acceptable answer? The one scoring rule, form-aware.
+
+    form 'mcq_letter' (options labelled A-D, answered by the letter): a hit is the continuation's
+    first non-space characters being an answer letter, followed by the end, whitespace, ')', '.'
+    or ':', case-sensitively (" B", "B)", " B. Paris" hit; " b", " Bonn", " The answer is B" do
+    not), so a letter that merely occurs somewhere is no hit. Every other form: any answer occurs in the continuation,
+    compared case-insensitively as a substring.
+    """
+    if form == MCQ_LETTER_FORM:
+        return any(_letter_hit(continuation, a) for a in answers)
     text = continuation.casefold()
     return any(a.casefold() in text for a in answers)
 
@@ -172,7 +194,7 @@ def score_probes(model, probes: Sequence[Probe], max_new_tokens: int = 8, batch_
         continuations = generate_batched(model, rendered, max_new_tokens=max_new_tokens, batch_size=batch_size)
         scored = answer_logprobs(model, rendered, [p.answer for p in probes], batch_size=batch_size)
     return [ProbeScore(prompt=p.prompt, form=p.form, answers=list(p.answers), continuation=cont,
-                       hit=is_hit(cont, p.answers), prob=math.exp(lp), answer_logprob=lp,
+                       hit=is_hit(cont, p.answers, p.form), prob=math.exp(lp), answer_logprob=lp,
                        answer=text, n_answer_tokens=n)
             for p, cont, (lp, n, text) in zip(probes, continuations, scored)]
 
