@@ -117,7 +117,9 @@ def resolve_fit(model, concept, fit=None) -> tuple[dict | None, str | None]:
             fit_data = None
         if fit_data is not None:
             got = fit_data(model, concept)
-            fit = got[0] if isinstance(got, tuple) else got
+            fit, prov = got if isinstance(got, tuple) else (got, None)
+            if prov is not None:
+                fit = {"forget": fit.forget, "retain": fit.retain, "source": fit.source, "provenance": prov}
         elif getattr(concept, "fit", None) is not None:
             fit = concept.fit
         else:
@@ -128,7 +130,9 @@ def resolve_fit(model, concept, fit=None) -> tuple[dict | None, str | None]:
     retain = as_fit_probes(get("retain", []) or [], "fit.retain")
     if not forget:
         return None, "the fit data has no forget text"
-    return {"forget": forget, "retain": retain, "source": get("source", "given") or "given"}, None
+    source = get("source", "given") or "given"
+    prov = get("provenance") or {"source": source, "n_forget": len(forget), "n_retain": len(retain)}
+    return {"forget": forget, "retain": retain, "source": source, "provenance": prov}, None
 
 
 # ------------------------------------------------------------------------------ battery
@@ -268,6 +272,8 @@ def _verify(model, concept, edit, max_new_tokens, utility_tokens, relearn, param
                                                           **relearn_kw)
                                 if fitd else {"skipped": fit_skip})
     extras.update(_moe_extras(model, concept, edit))
+    if fitd is not None:
+        extras["fit"] = (edit.provenance or {}).get("fit") or fitd["provenance"]
     return {"concept": concept.name, "method": edit.method, "split": getattr(concept, "split", None),
             "edit_seconds": edit.edit_seconds, "params_changed": edit.params_changed(),
             "forget": {**before_after(f_before, f_after), "per_probe": per_probe(sf_before, sf_after)},
