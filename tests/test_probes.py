@@ -69,8 +69,11 @@ def test_summarize():
     s = summarize([_score("completion", True, 0.5), _score("chat", False, 0.1), _score("completion", False, 0.3)])
     assert s["n"] == 3 and s["hit"] == pytest.approx(1 / 3) and s["prob"] == pytest.approx(0.3)
     assert list(s["by_form"]) == ["completion", "chat"]
-    assert s["by_form"]["completion"] == {"hit": 0.5, "prob": pytest.approx(0.4), "n": 2}
-    assert summarize([]) == {"hit": None, "prob": None, "n": 0, "by_form": {}}
+    assert s["by_form"]["completion"] == {"hit": 0.5, "prob": pytest.approx(0.4), "n": 2,
+                                          "hit_ci": pytest.approx([0.0945, 0.9055], abs=5e-4)}   # Wilson 1/2
+    assert s["hit_ci"] == pytest.approx([0.0615, 0.7923], abs=5e-4)                            # Wilson 1/3
+    assert s["by_form"]["chat"]["hit_ci"] == pytest.approx([0.0, 0.7935], abs=5e-4)             # Wilson 0/1
+    assert summarize([]) == {"hit": None, "prob": None, "n": 0, "hit_ci": None, "by_form": {}}
 
 
 def test_format_check_table():

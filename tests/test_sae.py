@@ -234,4 +234,4 @@ def test_sae_clamp_runs_through_the_verification_battery(smol, smol_sae):
     validate_result(r)
     assert r["method"] == "sae-clamp" and r["params_changed"] == 0
     assert r["perplexity"]["after"] != r["perplexity"]["before"] and r["kl"] > 0
-    assert set(r["by_form"]) == set(concept.forms())
+    assert sum(v["n"] for v in r["by_form"].values()) == len(concept.forget)   # small forms pooled, none lost

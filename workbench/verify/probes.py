@@ -203,20 +203,25 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def summarize(scores: Sequence[ProbeScore]) -> dict:
-    """{"hit": mean, "prob": mean, "n": count, "by_form": {form: {"hit", "prob", "n"}}}.
+def _summary(group: Sequence[ProbeScore]) -> dict:
+    """{"hit", "prob", "n", "hit_ci"} of one group of scores (hit_ci: Wilson 95 %, None if empty)."""
+    from workbench.verify.stats import rate_ci
+    hits = [bool(s.hit) for s in group]
+    return {"hit": _mean([float(h) for h in hits]), "prob": _mean([s.prob for s in group]), "n": len(group),
+            "hit_ci": rate_ci(hits)}
 
-    Means are None for an empty list; forms keep their first-seen order.
+
+def summarize(scores: Sequence[ProbeScore]) -> dict:
+    """{"hit": mean, "prob": mean, "n": count, "hit_ci": [lo, hi],
+    "by_form": {form: {"hit", "prob", "n", "hit_ci"}}}.
+
+    hit_ci is the Wilson 95 % interval of the hit rate (workbench.verify.stats.wilson). Means and
+    intervals are None for an empty list; forms keep their first-seen order.
     """
     by_form: dict[str, list[ProbeScore]] = {}
     for s in scores:
         by_form.setdefault(s.form, []).append(s)
-
-    def agg(group: Sequence[ProbeScore]) -> dict:
-        return {"hit": _mean([float(s.hit) for s in group]), "prob": _mean([s.prob for s in group]),
-                "n": len(group)}
-
-    return {**agg(scores), "by_form": {form: agg(group) for form, group in by_form.items()}}
+    return {**_summary(scores), "by_form": {form: _summary(group) for form, group in by_form.items()}}
 
 
 def score_concepts(model, concepts: Sequence[Concept], max_new_tokens: int = 8, batch_size: int = 16,

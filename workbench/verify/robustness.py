@@ -8,16 +8,16 @@
 - logit-lens leakage (nostalgebraist 2020; used against unlearning by e.g. Patil et al. 2023,
   "Can Sensitive Information Be Deleted From LLMs?"): the forget answer's first token read out
   of intermediate residual streams, best rank and highest probability over layers.
-- relearning attack (Lynch et al. 2024; Hu et al. 2024 "Jogging the memory of unlearned LLMs"):
-  a few Adam steps of plain NLL on half of the forget probes, then the OTHER half is scored.
-  Weights are restored bit-exactly afterwards.
+
+The relearning attack and membership inference live in workbench.verify.attacks: they train and
+score on the concept's FIT texts, never on its evaluation probes.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["answer_first_tokens", "lens_leakage", "parametric_signature", "parametric_trace", "relearning"]
+__all__ = ["answer_first_tokens", "lens_leakage", "parametric_signature", "parametric_trace"]
 
 
 # ------------------------------------------------------------------------------ parametric trace
@@ -102,37 +102,3 @@ def lens_leakage(model, probes, batch_size: int = 16) -> dict:
             "top10_share": sum(r["best_rank"] <= 10 for r in rows) / k,
             "final_prob_mean": sum(r["final_prob"] for r in rows) / k,
             "per_probe": rows}
-
-
-# ------------------------------------------------------------------------------ relearning
-def relearning(model, concept, edit, steps: int = 5, lr: float = 1e-5, params: str = "all",
-               max_new_tokens: int = 8) -> dict:
-    """Relearning attack on an edit (applied here, reverted before returning, also on errors).
-
-    Fine-tunes (Adam, plain answer NLL) on the even-indexed forget probes, scores the odd-indexed
-    ones before and after. Every trained tensor is restored bit-exactly, then the edit reverted.
-    Returns {"train_probes", "eval_probes", "steps", "lr", "before": {hit, prob}, "after": {hit, prob}}.
-    """
-    from workbench.edits.unlearn import probe_batch, restore, select_params, sequence_nll, snapshot, train_in_place
-    from workbench.verify.probes import score_probes, summarize
-    train = concept.forget[0::2]
-    held = concept.forget[1::2]
-    if not held:
-        return {"skipped": "needs at least two forget probes"}
-    out = {"train_probes": len(train), "eval_probes": len(held), "steps": steps, "lr": lr, "params": params}
-    with edit.applied(model):
-        s = summarize(score_probes(model, held, max_new_tokens=max_new_tokens))
-        out["before"] = {"hit": s["hit"], "prob": s["prob"]}
-        chosen = select_params(model, params)
-        saved = snapshot(chosen)
-        try:
-            batch = probe_batch(model, train)
-            losses = train_in_place(model, chosen, lambda _: sequence_nll(model, batch)[0].mean(), steps, lr,
-                                    desc="relearn")
-            s = summarize(score_probes(model, held, max_new_tokens=max_new_tokens))
-            out["after"] = {"hit": s["hit"], "prob": s["prob"]}
-            out["losses"] = [round(x, 5) for x in losses]
-        finally:
-            restore(chosen, saved)
-            del saved
-    return out

@@ -3,6 +3,12 @@
 - perplexity on the held-out general-text split the edits never saw (workbench.data.corpus);
 - mean KL(base || edited) of the next-token distributions over the same held-out tokens (the
   "neighbourhood / general capability" drift measure of unlearning benchmarks such as MUSE);
+- the same two on an INDEPENDENT corpus (`INDEPENDENT_CORPORA`: WordNet glosses, else the KJV
+  Bible, Debian packages `wordnet-base` / `bible-kjv`, `make corpora`): edit statistics such as
+  ROCR's covariance come from the Shakespeare train split, so a Shakespeare held-out figure is
+  in-domain for them; the independent one is text they never saw, of another register;
+  `utility_before_after` returns the perplexity ratio after/before with a paired percentile
+  bootstrap interval over chunks and the mean KL with its bootstrap interval;
 - fluency of free generations: repeated n-gram share and n-gram entropy (ROME, Meng et al. 2022,
   measures generation fluency by n-gram entropy; repetition is the typical collapse of
   gradient-ascent unlearning).
@@ -16,7 +22,7 @@ from typing import Hashable, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FLUENCY_PROMPTS", "fluency", "heldout_chunks", "kl_from_logits", "mean_kl", "ngram_entropy",
+__all__ = ["FLUENCY_PROMPTS", "INDEPENDENT_CORPORA", "corpus_missing", "fluency", "heldout_chunks", "kl_from_logits", "mean_kl", "ngram_entropy",
            "nll_from_logits", "perplexity", "perplexity_from_logits", "repetition_rate", "utility_before_after"]
 
 FLUENCY_PROMPTS = (
@@ -74,10 +80,26 @@ def ngram_entropy(tokens: Sequence[Hashable], n: int = 1) -> float:
 
 
 # ------------------------------------------------------------------------------ on a model
-def heldout_chunks(model, n_tokens: int = 4096, seq_len: int = 128) -> torch.Tensor:
-    """Token chunks [n, seq_len] of the held-out split (deterministic)."""
+INDEPENDENT_CORPORA = ("wordnet", "kjv")
+
+
+def heldout_chunks(model, n_tokens: int = 4096, seq_len: int = 128, source: str = "shakespeare") -> torch.Tensor:
+    """Token chunks [n, seq_len] of the held-out split of `source` (deterministic)."""
     from workbench.data.corpus import token_chunks
-    return token_chunks(model.tokenizer, "heldout", n_tokens, seq_len)
+    return token_chunks(model.tokenizer, "heldout", n_tokens, seq_len, source=source)
+
+
+def corpus_missing(source: str) -> str | None:
+    """None when corpus `source` can be read here, else the one-line reason (e.g. package missing)."""
+    from workbench.data.corpus import paragraphs
+    try:
+        if not paragraphs("heldout", source):
+            return f"corpus {source!r} has an empty held-out split"
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:             # e.g. `bible` failing: report it, never hide it
+        return f"corpus {source!r} unreadable: {type(exc).__name__}: {exc}".splitlines()[0]
+    return None
 
 
 def _logits(model, ids: torch.Tensor) -> torch.Tensor:
@@ -117,27 +139,41 @@ def mean_kl(ref, model, n_tokens: int = 4096, seq_len: int = 128, batch_size: in
 
 
 @torch.no_grad()
-def utility_before_after(model, edit, n_tokens: int = 4096, seq_len: int = 128, batch_size: int = 8) -> dict:
-    """{"perplexity": {"before", "after"}, "kl": mean KL(base || edited), "n_tokens"} on held-out text.
+def utility_before_after(model, edit, n_tokens: int = 4096, seq_len: int = 128, batch_size: int = 8,
+                         source: str = "shakespeare", n_boot: int = 2000, seed: int = 0) -> dict:
+    """Perplexity and KL(base || edited) on the held-out split of `source`.
 
+    Returns {"perplexity": {"before", "after"}, "kl": mean KL per token, "n_tokens", "corpus",
+    "n_chunks", "ratio": after/before perplexity, "ratio_ci": paired percentile bootstrap 95 %
+    interval over chunks, "kl_ci": bootstrap interval of the mean KL over chunks}.
     Streams: per batch the base logits, then the same batch with the edit applied (scoped via
     `edit.applied`, restored also on exceptions). `edit` must not be applied on entry.
     """
-    chunks = heldout_chunks(model, n_tokens, seq_len)
-    nb = nb_n = na = kl = 0.0
-    count = 0
+    import numpy as np
+    from workbench.verify.stats import bootstrap_ci
+    chunks = heldout_chunks(model, n_tokens, seq_len, source=source)
+    nll_b, nll_a, kl_c, n_pred, n_pos = [], [], [], [], []       # per chunk
     for start in range(0, len(chunks), batch_size):
         ids = chunks[start:start + batch_size].to(model.device)
         base = _logits(model, ids)
         with edit.applied(model):
             cur = _logits(model, ids)
-        t, c = nll_from_logits(base, ids)
-        nb, nb_n = nb + t, nb_n + c
-        na += nll_from_logits(cur, ids)[0]
-        kl += float(kl_from_logits(base, cur, reduction="sum"))
-        count += ids.numel()
-    return {"perplexity": {"before": math.exp(nb / nb_n), "after": math.exp(na / nb_n)},
-            "kl": kl / count, "n_tokens": int(count)}
+        for row in range(ids.shape[0]):
+            nll_b.append(nll_from_logits(base[row:row + 1], ids[row:row + 1])[0])
+            t, c = nll_from_logits(cur[row:row + 1], ids[row:row + 1])
+            nll_a.append(t)
+            n_pred.append(c)
+        kl_c.extend(float(x) for x in kl_from_logits(base, cur, reduction="none").sum(-1))
+        n_pos.extend([ids.shape[1]] * ids.shape[0])
+    nb, na, cnt = np.array(nll_b), np.array(nll_a), np.array(n_pred, float)
+    kl, pos = np.array(kl_c), np.array(n_pos, float)
+    ppl_b, ppl_a = math.exp(nb.sum() / cnt.sum()), math.exp(na.sum() / cnt.sum())
+    return {"perplexity": {"before": ppl_b, "after": ppl_a},
+            "kl": float(kl.sum() / pos.sum()), "n_tokens": int(pos.sum()), "corpus": source, "n_chunks": len(nb),
+            "ratio": ppl_a / ppl_b,
+            "ratio_ci": bootstrap_ci(lambda b, a, c: math.exp((a.sum() - b.sum()) / c.sum()), nb, na, cnt,
+                                     n_boot=n_boot, seed=seed),
+            "kl_ci": bootstrap_ci(lambda k, p: k.sum() / p.sum(), kl, pos, n_boot=n_boot, seed=seed)}
 
 
 @torch.no_grad()
