@@ -3,7 +3,7 @@ deactivate them with `sae-clamp` and verify with the same battery as the weight 
 
     PYTHONPATH=. python analyses/sae_eval.py [--concept Japan] [--sae DIR] [--out out/sae_eval]
 
-Writes `sae_eval.json` (training metrics, top features, one §4 result per sae-clamp setting) and
+Writes `sae_eval.json` (training metrics, top features, one result (docs/report.md) per sae-clamp setting) and
 `sae_eval.html` (feature figures + the forget/retain bars). Everything is computed by library
 functions (workbench.sae, workbench.locate.sae, workbench.edits.sae_clamp, workbench.verify).
 """

@@ -4,7 +4,7 @@ unlearning loss, learning rate, steps and sparsity (Jia et al., NeurIPS 2024, Ta
 For each concept and each mask kind: score the weights (timed: attribution cost in forward+backward
 passes and seconds), keep the top (1 - sparsity) share, run the masked unlearning edit
 (workbench.edits.wagle) and verify it (workbench.verify.battery: forget / retain hit and prob, per
-form, held-out perplexity and KL). Writes one JSON document (DESIGN.md §4 results, method
+form, held-out perplexity and KL). Writes one JSON document (docs/report.md results, method
 "wagle:<mask>", plus a summary table) and an HTML page: the forget-vs-utility trade-off, per-form
 bars, the attribution heat map (layer x module) and the mask sparsity per module.
 

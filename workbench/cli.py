@@ -1,4 +1,4 @@
-"""`workbench …` command line: thin callers of library functions (DESIGN.md §7).
+"""`workbench …` command line: thin callers of library functions (docs/cli.md).
 
 Every command exits non-zero with a one-line reason on bad input.
 """

@@ -1,4 +1,4 @@
-"""Concepts and their probes: the dataclasses behind the concept file (DESIGN.md §3).
+"""Concepts and their probes: the dataclasses behind the concept file (docs/concept-file.md).
 
 A `Concept` names a subject to forget and carries two probe sets: `forget` probes whose answers
 should disappear after an edit and `retain` probes on neighbouring concepts that must survive.

@@ -1,4 +1,4 @@
-"""The edit-patch format (DESIGN.md §5): a directory, or a `.zip` of one, holding `manifest.json`
+"""The edit-patch format (docs/patch.md): a directory, or a `.zip` of one, holding `manifest.json`
 and `tensors.safetensors`.
 
 The tensors file stores each TensorDelta's payload under `"{i}.{field}"` (`0.A`, `0.B`, `1.indices`,

@@ -1,4 +1,4 @@
-"""The verification battery: one report per (concept, edit) in the DESIGN.md §4 shape.
+"""The verification battery: one report per (concept, edit) in the shape of docs/report.md.
 
 Required keys: concept, method, edit_seconds, params_changed, forget / retain {hit_before,
 hit_after, prob_before, prob_after}, perplexity {before, after}, by_form {form: {...}} (forget
@@ -51,7 +51,7 @@ def verify_edit(model, concept, edit, max_new_tokens: int = 8, utility_tokens: i
                 relearn: bool = True, parametric: bool = True, leakage: bool = True, fluency: bool = True,
                 relearn_steps: int = 5, relearn_lr: float = 1e-5, relearn_params: str = "all",
                 top_n: int = 20) -> dict:
-    """Run the battery on `edit` for `concept`; returns the §4 result dict (plus extras).
+    """Run the battery on `edit` for `concept`; returns the result dict of docs/report.md (plus extras).
 
     utility_tokens=0 skips perplexity/KL (perplexity before/after are then None).
     """
@@ -153,7 +153,7 @@ def _need(d, key: str, path: str):
 
 
 def validate_result(r: dict, path: str = "") -> None:
-    """Raise ValueError naming the first missing §4 key (e.g. 'results[0].forget.hit_after')."""
+    """Raise ValueError naming the first missing required key (docs/report.md) (e.g. 'results[0].forget.hit_after')."""
     if not isinstance(r, dict):
         raise ValueError(f"report entry {path.rstrip('.') or 'result'} must be an object")
     for key in REQUIRED_KEYS:

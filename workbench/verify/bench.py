@@ -1,4 +1,4 @@
-"""Benchmark: every (concept, method) pair fitted and verified into one §4 JSON document, plus an
+"""Benchmark: every (concept, method) pair fitted and verified into one JSON document (docs/report.md), plus an
 HTML page with the forget-vs-retain trade-off and the per-form breakdown (plotly, offline).
 
 Any registered method name works (`workbench.edits.methods()`); a pair that fails to fit is

@@ -1,6 +1,6 @@
 """Probe scoring: does the model still produce a fact, and how likely is the answer?
 
-Two measures per probe (DESIGN.md §4):
+Two measures per probe (docs/report.md):
 
 - `hit`: the greedy continuation (`max_new_tokens` new tokens) contains any acceptable answer,
   compared case-insensitively as a substring.
