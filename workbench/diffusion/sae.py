@@ -304,7 +304,7 @@ def upstream_guard(model, site: str) -> dict:
     """Fingerprints of the text-encoder tensors that feed `site` (embeddings + layers up to it)."""
     import re
 
-    from workbench.patches.format import dtype_name, tensor_fingerprint
+    from workbench.fingerprint import dtype_name, tensor_fingerprint
     m = re.match(r"^text\.blocks\.(\d+)\.", site)
     last = int(m.group(1)) if m else 10 ** 6
     guard = {}

@@ -135,7 +135,7 @@ class SAEClampConfig(EditConfig):
 
 def _guard(model, site: str) -> dict:
     """Fingerprints of the hooked layer's parameters: the patch refuses another base model."""
-    from workbench.patches.format import dtype_name, tensor_fingerprint
+    from workbench.fingerprint import dtype_name, tensor_fingerprint
     layer = model.site(site).layer
     prefix = f"{model.family.layers}.{layer}." if layer is not None else None
     out = {}

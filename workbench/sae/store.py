@@ -181,7 +181,7 @@ class SAEHandle:
 
 def weights_sha256(sae) -> str:
     """sha256 over the sorted (name, tensor fingerprint) pairs of the SAE's state dict."""
-    from workbench.patches.format import tensor_fingerprint
+    from workbench.fingerprint import tensor_fingerprint
     h = hashlib.sha256()
     for name, t in sorted(sae.state_dict().items()):
         h.update(f"{name}:{tensor_fingerprint(t)}\n".encode())
