@@ -73,8 +73,9 @@ def run(args) -> dict:
     from workbench.locate.weights import attribution_scores
     from workbench.models import load_model
     from workbench.paths import write_json
+    from workbench.reporting import write_html
     from workbench.verify.battery import verify_edit
-    from workbench.verify.bench import bench_figures, write_html
+    from workbench.verify.bench import bench_figures
 
     pool = load_builtin() if args.concepts == "builtin" else read_concepts(args.concepts)
     concepts = [get_concept(pool, n) for n in (args.concept or ["Eiffel Tower"])]
