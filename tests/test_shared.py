@@ -38,3 +38,26 @@ def test_write_html_embeds_plotly_once_and_escapes(tmp_path):
     assert text.count('class="plotly-graph-div"') == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]               # no temporary left behind
     assert bench.write_html is write_html
+
+
+def test_hook_kinds_register_themselves(monkeypatch):
+    from workbench.edits import base, hooks
+    assert "workbench.edits.sae_clamp" not in open(base.__file__).read()     # base names no leaf module
+    assert base.HOOK_KINDS is hooks.HOOK_KINDS and base.HookEdit is hooks.HookEdit
+    assert {"sae_clamp", "diffusion_sae_clamp"} <= set(hooks.HOOK_KINDS)
+    from workbench.edits.sae_clamp import SAEClampHook
+    assert hooks.hook_class("sae_clamp") is SAEClampHook
+    with pytest.raises(ValueError, match=r"hook edit kind 'nope' is not one of \['diffusion_sae_clamp'"):
+        hooks.hook_class("nope")
+    monkeypatch.setattr(hooks, "_REGISTRY", dict(hooks._REGISTRY))
+
+    @hooks.register_hook_kind
+    class Probe(hooks.HookEdit):
+        kind = "probe_kind"
+
+    assert "probe_kind" in hooks.HOOK_KINDS and hooks.hook_class("probe_kind") is Probe
+    assert hooks.HOOK_KINDS["probe_kind"] == __name__
+    with pytest.raises(ValueError, match="already registered"):
+        hooks.register_hook_kind(type("Other", (hooks.HookEdit,), {"kind": "probe_kind"}))
+    with pytest.raises(TypeError):
+        hooks.register_hook_kind(type("Nameless", (hooks.HookEdit,), {}))

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.edits.base import Edit, HookEdit
+from workbench.edits.base import Edit
+from workbench.edits.hooks import HookEdit, register_hook_kind
 from workbench.edits.registry import EditConfig, register
 
 
+@register_hook_kind
 class SAEClampHook(HookEdit):
     """The hook: x -> x + decode(f') - decode(f) at `site` (see the module docstring)."""
     kind = "sae_clamp"
