@@ -7,14 +7,16 @@ kept in `extra` and written back unchanged, so files made by newer tools survive
 
 Probe forms are free labels used for per-form breakdowns, with one exception: a `chat` probe holds
 the plain user question in `prompt` and is rendered through the model's chat template at scoring
-time. `render_prompt(model, probe)` is the one place that rule lives; every scorer calls it.
+time. `render_prompt(model, probe)` (defined in `workbench.scoring`, re-exported here) is the one
+place that rule lives; every scorer calls it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-CHAT_FORM = "chat"
+from workbench.scoring import CHAT_FORM, render_prompt  # noqa: F401 (re-exported; defined with the scorers)
+
 KNOWN_FORMS = ("completion", "question", "paraphrase", "cloze", "mcq", "chat")
 
 PROBE_KEYS = ("prompt", "answers", "form")
@@ -284,15 +286,3 @@ class Concept:
         return cls(name=name, subject=subject, forget=probes["forget"], retain=probes["retain"],
                    redirect_to=redirect, extra={k: v for k, v in d.items() if k not in CONCEPT_KEYS},
                    split=split, neighbors=list(neighbors), fit=fit)
-
-
-def render_prompt(model, probe: Probe) -> str:
-    """The exact text a model sees for `probe`.
-
-    'chat' probes go through the model's chat template (`model.chat`, which returns the user
-    message unchanged for a model without one); every other form is used verbatim. Generation,
-    teacher forcing, localisation and editing all call this, so they see the same prompt.
-    """
-    if probe.form == CHAT_FORM:
-        return model.chat(probe.prompt)
-    return probe.prompt
