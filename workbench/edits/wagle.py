@@ -83,7 +83,7 @@ def train_masked_in_place(model, params: dict[str, torch.nn.Parameter], masks: d
                           desc: str = "masked train", progress: bool = True) -> list[float]:
     """`train_in_place` (Adam, weight decay 0) over the parameters with a non-empty mask, gradients
     multiplied by the mask: weights outside the mask do not change (exactly). Does NOT restore."""
-    from workbench.edits.unlearn import train_in_place
+    from workbench.training import train_in_place
     active = {n: p for n, p in params.items() if n in masks and bool(masks[n].any())}
     if not active:
         raise ValueError("the mask selects no weight of the chosen parameters")
@@ -153,9 +153,9 @@ def fit_wagle(model, concept, report, cfg: WagleConfig) -> Edit:
     n_r = retain["input_ids"].shape[0] if retain is not None else 0
 
     def loss_fn(step: int) -> torch.Tensor:
-        idx = unlearn._cycle(n_f, lcfg.batch_size, step)
-        nll_f, len_f = unlearn.sequence_nll(model, unlearn._rows(forget, idx))
-        nll_r = unlearn.sequence_nll(model, unlearn._rows(retain, unlearn._cycle(n_r, lcfg.batch_size, step)))[0] \
+        idx = unlearn.cycle(n_f, lcfg.batch_size, step)
+        nll_f, len_f = unlearn.sequence_nll(model, unlearn.rows(forget, idx))
+        nll_r = unlearn.sequence_nll(model, unlearn.rows(retain, unlearn.cycle(n_r, lcfg.batch_size, step)))[0] \
             if retain is not None else None
         ref = nll_ref[idx] if nll_ref is not None else None
         return unlearn.unlearning_loss(cfg.loss, nll_f, len_f, lcfg, nll_ref=ref, nll_r=nll_r)

@@ -61,7 +61,7 @@ def parametric_trace(model, concept, before: dict) -> dict:
 def answer_first_tokens(model, probes) -> tuple[list[str], list[int]]:
     """(rendered prompts, first token id of each probe's first answer as it continues the prompt)."""
     from workbench.concepts import render_prompt
-    from workbench.verify.probes import answer_continuation
+    from workbench.scoring import answer_continuation
     prompts = [render_prompt(model, p) for p in probes]
     ids = [model.tokenizer(answer_continuation(pr, p.answer), add_special_tokens=False)["input_ids"][0]
            for pr, p in zip(prompts, probes)]
@@ -113,7 +113,7 @@ def relearning(model, concept, edit, steps: int = 5, lr: float = 1e-5, params: s
     ones before and after. Every trained tensor is restored bit-exactly, then the edit reverted.
     Returns {"train_probes", "eval_probes", "steps", "lr", "before": {hit, prob}, "after": {hit, prob}}.
     """
-    from workbench.edits.unlearn import probe_batch, restore, select_params, sequence_nll, snapshot, train_in_place
+    from workbench.training import probe_batch, restore, select_params, sequence_nll, snapshot, train_in_place
     from workbench.verify.probes import score_probes, summarize
     train = concept.forget[0::2]
     held = concept.forget[1::2]
