@@ -19,6 +19,7 @@ applying it loads the SAE, checks the hash and installs the scoped hook.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -113,7 +114,7 @@ class SAEClampConfig(EditConfig):
     features: list[int] | None = None  # explicit feature indices; None = the concept's top features
     n_features: int = 8                # how many of the ranked features to deactivate
     min_score: float = 0.2             # ...with at least this selectivity
-    mode: str = "scale"                # "scale" (f <- scale*f) | "clamp" (firing f <- value)
+    mode: Literal["scale", "clamp"] = "scale"   # "scale" (f <- scale*f) | "clamp" (firing f <- value)
     scale: float = -2.0                # measured on smollm2-135m L15 (README): 0 / clamp -4 barely act
     value: float = -4.0
     gate: float | None = None          # only where a selected feature exceeds this activation

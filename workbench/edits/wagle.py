@@ -18,7 +18,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 
@@ -35,10 +35,10 @@ MASKS = ("wagle", "random", "magnitude", "gradient", "snip", "none")
 class WagleConfig(EditConfig):
     """Hyper-parameters: the unlearning loss and its settings (None = that loss's default from
     workbench.edits.unlearn), and the mask (kind or saved file, sparsity, scope, μ)."""
-    loss: str = "npo"
+    loss: Literal["graddiff", "npo", "simnpo", "ga"] = "npo"
     mask: str = "wagle"           # wagle | random | magnitude | gradient | snip | none | path to a mask file
     sparsity: float = 0.95        # share of weights left out of the mask (0.95 keeps the top 5 %)
-    scope: str = "global"         # global | per_module
+    scope: Literal["global", "per_module"] = "global"
     mu: float = 1e-6              # WAGLE's μ (the Hessian-diagonal proxy γ of the paper)
     retain_text_tokens: int = 0   # general-text tokens added to the retain side of the attribution
     params: str = "all"           # eligible parameters (select_params spec)
