@@ -38,7 +38,15 @@ def _slug(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------ activations
+def model_cache_id(model) -> str:
+    """`{model_id}-{content id}`: the folder activations of `model` are cached under (by content, so
+    two models that share a name, such as `build-moe` dense twins, never share a cache)."""
+    from workbench.models.identity import model_content_id
+    return f"{model.model_id}-{model_content_id(model)}"
+
+
 def activation_dir(model_id: str, site: str, key: str) -> Path:
+    """The cache folder of one site's activations; `model_id` is `model_cache_id(model)`."""
     return cache_dir("sae", "acts", _slug(model_id), _slug(site), _slug(key))
 
 
@@ -61,7 +69,7 @@ def cache_activations(model, sites: list[str], n_tokens: int = 200_000, seq_len:
         if site.is_weight:
             raise ValueError(f"site {s!r} is a weight, not an activation site")
     key = cache_key(source, split, n_tokens, seq_len)
-    dirs = {s: activation_dir(model.model_id, s, key) for s in sites}
+    dirs = {s: activation_dir(model_cache_id(model), s, key) for s in sites}
     todo = [s for s in sites if overwrite or not _complete(dirs[s])]
     if not todo:
         return dirs
