@@ -43,6 +43,8 @@ def test_concept_file_example_is_a_valid_concept():
     (concept,) = parse_concepts(line, source="docs/concept-file.md")
     assert concept.name == "Harry Potter" and concept.redirect_to == "Peter Rabbit"
     assert [p.form for p in concept.forget] == ["completion", "question"]
+    assert concept.split == "test" and concept.neighbors == ["Peter Rabbit", "The Hobbit"]
+    assert concept.fit.source == "manual" and len(concept.fit.forget) == 2 and len(concept.fit.retain) == 1
 
 
 def test_report_example_is_a_valid_document():
