@@ -20,7 +20,7 @@ MAX_LINES = 400
 # TODO(#17): split these; they may shrink but not grow (lines today).
 TOO_LONG = {
     "workbench/patches/format.py": 445,
-    "workbench/dashboard_support.py": 449,
+    "workbench/dashboard_support.py": 440,
 }
 
 

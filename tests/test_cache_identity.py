@@ -39,3 +39,19 @@ def test_activation_cache_is_keyed_by_content(home):
     site = "blocks.0.hook_resid_post"
     assert da[site] != db[site] and da[site].parent.parent.name.startswith("dense-")
     assert not store.load_activations(da[site]).equal(store.load_activations(db[site]))
+
+
+def test_saes_are_offered_only_for_the_model_they_were_trained_on(home):
+    pytest.importorskip("sae_lens")
+    from tests.test_sae import random_topk
+    from workbench.models.identity import model_content_id
+    from workbench.sae.store import save_sae, saes_for
+    a, b = _model(0), _model(1)
+    site = "blocks.0.hook_resid_post"
+    sae = random_topk(a.info.d_model, 16, 4)
+    save_sae(sae, home / "sae" / "mine", "dense/x", site, a.model_id, model_content=model_content_id(a))
+    save_sae(sae, home / "sae" / "old", "dense/y", site, a.model_id)              # written before content ids
+    assert saes_for(a) == [home / "sae" / "mine", home / "sae" / "old"]
+    assert saes_for(b) == [home / "sae" / "old"]                                  # same name, other weights
+    from workbench.dashboard_support import available_saes
+    assert available_saes(b) == saes_for(b)
