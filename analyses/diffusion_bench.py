@@ -197,8 +197,8 @@ def main(argv=None) -> int:
     result = {"device": "cpu", "torch_threads": torch.get_num_threads(), "tiny": tiny_section(args.repeats),
               "minilm": minilm_section(args.repeats), "sd1x": sd_section(args.repeats)}
     write_json(out / "diffusion_bench.json", result)
-    from workbench.cli import _write_html
-    _write_html(out / "diffusion_bench.html", figures(result))
+    from workbench.reporting import write_html
+    print(f"wrote {write_html(out / 'diffusion_bench.html', figures(result))}")
     t, s = result["tiny"], result["sd1x"]
     print(f"tiny: UCE {t['uce_seconds'] * 1e3:.0f} ms, RECE {t['rece_seconds'] * 1e3:.0f} ms, "
           f"SAE clamp fit {t['sae_clamp_fit_seconds']:.1f} s")

@@ -193,8 +193,8 @@ def main(argv=None) -> int:
     write_json(args.json, doc)
     print(json.dumps(doc["summary"], indent=1))
     if args.html:
-        from workbench.cli import _write_html
-        _write_html(args.html, [figure(doc["summary"])])
+        from workbench.reporting import write_html
+        print(f"wrote {write_html(args.html, [figure(doc['summary'])])}")
     return 0
 
 

@@ -3,7 +3,7 @@ deactivate them with `sae-clamp` and verify with the same battery as the weight 
 
     PYTHONPATH=. python analyses/sae_eval.py [--concept Japan] [--sae DIR] [--out out/sae_eval]
 
-Writes `sae_eval.json` (training metrics, top features, one §4 result per sae-clamp setting) and
+Writes `sae_eval.json` (training metrics, top features, one result (docs/report.md) per sae-clamp setting) and
 `sae_eval.html` (feature figures + the forget/retain bars). Everything is computed by library
 functions (workbench.sae, workbench.locate.sae, workbench.edits.sae_clamp, workbench.verify).
 """
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from workbench import load_model
-    from workbench.cli import _write_html
+    from workbench.reporting import write_html
     from workbench.concepts import get_concept, load_builtin
     from workbench.edits import fit_edit
     from workbench.locate.sae import feature_figure, sae_concept_features
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
                                "results": [{**r, "method": f"sae-clamp[{r['setting']}]"} for r in results]})
     except Exception as exc:                         # figures are a convenience; the JSON is the record
         print(f"(bench figures skipped: {exc})")
-    _write_html(out / "sae_eval.html", figs)
+    print(f"wrote {write_html(out / 'sae_eval.html', figs)}")
     print(json.dumps({r["setting"]: {"forget_hit": [r["forget"]["hit_before"], r["forget"]["hit_after"]],
                                      "retain_hit": [r["retain"]["hit_before"], r["retain"]["hit_after"]],
                                      "ppl": [r["perplexity"]["before"], r["perplexity"]["after"]]}

@@ -4,7 +4,7 @@ unlearning loss, learning rate, steps and sparsity (Jia et al., NeurIPS 2024, Ta
 For each concept and each mask kind: score the weights (timed: attribution cost in forward+backward
 passes and seconds), keep the top (1 - sparsity) share, run the masked unlearning edit
 (workbench.edits.wagle) and verify it (workbench.verify.battery: forget / retain hit and prob, per
-form, held-out perplexity and KL). Writes one JSON document (DESIGN.md §4 results, method
+form, held-out perplexity and KL). Writes one JSON document (docs/report.md results, method
 "wagle:<mask>", plus a summary table) and an HTML page: the forget-vs-utility trade-off, per-form
 bars, the attribution heat map (layer x module) and the mask sparsity per module.
 
@@ -73,8 +73,9 @@ def run(args) -> dict:
     from workbench.locate.weights import attribution_scores
     from workbench.models import load_model
     from workbench.paths import write_json
+    from workbench.reporting import write_html
     from workbench.verify.battery import verify_edit
-    from workbench.verify.bench import bench_figures, write_html
+    from workbench.verify.bench import bench_figures
 
     pool = load_builtin() if args.concepts == "builtin" else read_concepts(args.concepts)
     concepts = [get_concept(pool, n) for n in (args.concept or ["Eiffel Tower"])]

@@ -1,4 +1,4 @@
-"""Concept file format (DESIGN.md §3): round trip, strict validation with file:line: field errors."""
+"""Concept file format (docs/concept-file.md): round trip, strict validation with file:line: field errors."""
 from __future__ import annotations
 
 import json

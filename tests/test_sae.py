@@ -51,10 +51,10 @@ def test_sae_trains_and_reduces_reconstruction_error_on_tiny_model(home):
     out = home / "sae"
     rec = train.train_from_cache(model, site, 64, out, cfg, progress=False)[0]
     # the cache: first positions excluded, one row per remaining token
-    acts_dir = store.activation_dir(model.model_id, site, store.cache_key("shakespeare", "train", 6144, 32))
+    acts_dir = store.activation_dir(store.model_cache_id(model), site, store.cache_key("shakespeare", "train", 6144, 32))
     meta = store.read_cache_meta(acts_dir)
     assert meta["first_position_excluded"] and meta["n_tokens"] == (6144 // 32) * 31
-    held = store.load_activations(store.activation_dir(model.model_id, site,
+    held = store.load_activations(store.activation_dir(store.model_cache_id(model), site,
                                                        store.cache_key("shakespeare", "heldout", 2048, 32)))
     untrained = train._to_inference(train._training_sae(held.shape[1], cfg, site, model.model_id))
     before = train.evaluate(untrained, held)["fvu"]

@@ -1,4 +1,4 @@
-"""`workbench …` command line: thin callers of library functions (DESIGN.md §7).
+"""`workbench …` command line: thin callers of library functions (docs/cli.md).
 
 Every command exits non-zero with a one-line reason on bad input.
 """
@@ -64,13 +64,9 @@ def cmd_lens(args) -> int:
 
 
 def _write_html(path, figures) -> None:
-    from workbench.paths import atomic_path
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write("<html><head><meta charset='utf-8'><title>Concept Workbench report</title></head><body>\n")
-            for i, fig in enumerate(figures):
-                fh.write(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # embedded: works offline
-            fh.write("</body></html>\n")
+    """A standalone page of plotly figures (workbench.reporting.write_html), then say so."""
+    from workbench.reporting import write_html
+    write_html(path, figures)
     print(f"wrote {path}")
 
 

@@ -67,7 +67,7 @@ def _hyper(items: list[str]) -> dict:
 def cmd_edit(args) -> int:
     from workbench.edits import fit_edit, get_method
     from workbench.locate import LocalizationReport
-    get_method(args.method)                                    # fail fast on a bad name
+    get_method(args.method).config_cls.from_dict(_hyper(args.set))   # fail fast: name, unknown or mistyped hyper
     concept = _concept(args)
     model = _load(args)
     report = None

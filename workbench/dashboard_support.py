@@ -209,18 +209,9 @@ def default_locate_kinds(model) -> set[str]:
 
 
 def available_saes(model) -> list[Path]:
-    """Trained SAE folders for this model under WORKBENCH_HOME/sae (their workbench_sae.json names it)."""
-    from workbench.paths import home
-    root = home() / "sae"
-    out = []
-    for meta in sorted(root.glob("**/workbench_sae.json")) if root.is_dir() else []:
-        try:
-            info = json.loads(meta.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if info.get("model") == model.model_id:
-            out.append(meta.parent)
-    return out
+    """Trained SAE folders for this model under WORKBENCH_HOME/sae (`workbench.sae.store.saes_for`)."""
+    from workbench.sae.store import saes_for
+    return saes_for(model)
 
 
 def run_locate(model, concept, kinds: list[str], trace_probes: int = 1, validate_top: int = 6, on_step=None,

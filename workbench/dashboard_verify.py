@@ -99,7 +99,7 @@ def verify_figures(result: dict) -> dict[str, Any]:
 
 
 def read_bench(data: bytes | str, source: str = "benchmark JSON") -> dict:
-    """A DESIGN.md §4 benchmark document from bytes/text; ValueError naming what is wrong."""
+    """A benchmark document (docs/report.md) from bytes/text; ValueError naming what is wrong."""
     from workbench.verify.battery import validate_report
     try:
         doc = json.loads(data)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 def run_demo(concept: str = "Japan", out: str | Path = "workbench-demo", model_name: str = "smollm2-135m",
              ppl_tokens: int = 4096) -> int:
-    from workbench.cli import _write_html
+    from workbench.reporting import write_html
     from workbench.concepts import get_concept, load_builtin
     from workbench.edits import fit_edit
     from workbench.locate import locate
@@ -53,7 +53,7 @@ def run_demo(concept: str = "Japan", out: str | Path = "workbench-demo", model_n
     write_json(out / "verification.json", doc)
     print("[5/5] exporting" + elapsed(), flush=True)
     patch = edit.save(out / "rocr.patch", model=model)
-    _write_html(out / "report.html", report.figures() + bench_figures(doc))
+    print(f"wrote {write_html(out / 'report.html', report.figures() + bench_figures(doc))}")
     print(f"patch:  {patch}\nreport: {out / 'report.html'}  (localization: {out / 'localization.json'}, "
           f"verification: {out / 'verification.json'})")
     print(f"done in {time.perf_counter() - t_start:.0f} s")

@@ -1,4 +1,4 @@
-"""Concepts, probe sets and the concept-file reader/validator (DESIGN.md §3)."""
+"""Concepts, probe sets and the concept-file reader/validator (docs/concept-file.md)."""
 from __future__ import annotations
 
 from workbench.concepts.files import (builtin_concepts_path, dumps_concepts, get_concept, load_builtin,

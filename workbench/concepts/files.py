@@ -1,4 +1,4 @@
-"""Reading and writing concept files (JSON Lines, one concept per line; DESIGN.md §3).
+"""Reading and writing concept files (JSON Lines, one concept per line; docs/concept-file.md).
 
 Every malformed line is an error that names the file, the 1-based line and the field
 (`concepts.jsonl:3: forget[1].answers: must be a non-empty list of non-empty strings`); nothing

@@ -78,8 +78,7 @@ def _recipe(concept: Concept, n_general: int, max_new_tokens: int, general_sourc
 
 def _generate_probes(model, prompts: list[tuple[str, str]], max_new_tokens: int) -> list[Probe]:
     """Greedy continuations of (prompt, form) pairs as probes; empty continuations are dropped."""
-    from workbench.concepts.schema import render_prompt
-    from workbench.verify.probes import generate_batched
+    from workbench.scoring import generate_batched, render_prompt
     probes = [Probe(prompt=p, answers=["x"], form=form) for p, form in prompts]
     rendered = [render_prompt(model, p) for p in probes]
     outs = generate_batched(model, rendered, max_new_tokens=max_new_tokens)

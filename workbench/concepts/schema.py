@@ -1,4 +1,4 @@
-"""Concepts and their probes: the dataclasses behind the concept file (DESIGN.md §3).
+"""Concepts and their probes: the dataclasses behind the concept file (docs/concept-file.md).
 
 A `Concept` names a subject to forget and carries two probe sets: `forget` probes whose answers
 should disappear after an edit and `retain` probes on neighbouring concepts that must survive.
@@ -7,7 +7,8 @@ kept in `extra` and written back unchanged, so files made by newer tools survive
 
 Probe forms are free labels used for per-form breakdowns, with two exceptions: a `chat` probe holds
 the plain user question in `prompt` and is rendered through the model's chat template at scoring
-time (`render_prompt(model, probe)` is the one place that rule lives; every scorer calls it), and an
+time (`render_prompt(model, probe)`, defined in `workbench.scoring` and re-exported here, is the one
+place that rule lives; every scorer calls it), and an
 `mcq_letter` probe is scored by the option letter the continuation starts with
 (`workbench.verify.probes.is_hit`). The known forms (KNOWN_FORMS):
 
@@ -31,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-CHAT_FORM = "chat"
+from workbench.scoring import CHAT_FORM, render_prompt  # noqa: F401 (re-exported; defined with the scorers)
+
 MCQ_LETTER_FORM = "mcq_letter"
 KNOWN_FORMS = ("completion", "question", "paraphrase", "cloze", "mcq", "chat",
                MCQ_LETTER_FORM, "fill_blank", "distractor", "roleplay", "fewshot", "reverse", "synonym")
@@ -319,15 +321,3 @@ class Concept:
         return cls(name=name, subject=subject, forget=probes["forget"], retain=probes["retain"],
                    redirect_to=redirect, extra={k: v for k, v in d.items() if k not in CONCEPT_KEYS},
                    split=split, neighbors=list(neighbors), fit=fit)
-
-
-def render_prompt(model, probe: Probe) -> str:
-    """The exact text a model sees for `probe`.
-
-    'chat' probes go through the model's chat template (`model.chat`, which returns the user
-    message unchanged for a model without one); every other form is used verbatim. Generation,
-    teacher forcing, localisation and editing all call this, so they see the same prompt.
-    """
-    if probe.form == CHAT_FORM:
-        return model.chat(probe.prompt)
-    return probe.prompt

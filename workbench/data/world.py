@@ -16,7 +16,7 @@ several phrasings of four forms:
 
 `World.training_sentences()` are the statements the model is trained on; `World.probes(entity)`
 gives every phrasing of the entity's facts with `held_out` marking the phrasings it never saw.
-`concepts_for(world, entities)` turns entities into concept files (DESIGN.md §3): forget probes on
+`concepts_for(world, entities)` turns entities into concept files (docs/concept-file.md): forget probes on
 the entity, retain probes on other entities. Everything is a pure function of the seed.
 """
 from __future__ import annotations
@@ -172,7 +172,7 @@ class World:
         return [f"{p['prompt']} {p['answer']}." for e in self.entities for p in self.phrasings(e) if not p["held_out"]]
 
     def probes(self, e: Entity, forms: tuple[str, ...] = FORMS, held_out: bool | None = None) -> list[dict]:
-        """Probe dicts (DESIGN.md §3, plus attribute / held_out keys) for entity `e`."""
+        """Probe dicts (docs/concept-file.md, plus attribute / held_out keys) for entity `e`."""
         out = []
         for p in self.phrasings(e):
             if p["form"] not in forms or (held_out is not None and p["held_out"] != held_out):

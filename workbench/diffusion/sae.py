@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from workbench.edits.base import HookEdit
+from workbench.edits.hooks import HookEdit, register_hook_kind
 from workbench.paths import atomic_path, write_json
 
 TEMPLATES = ("a painting by {}", "a photo of {}", "{} style artwork", "an illustration in the style of {}",
@@ -259,6 +259,7 @@ class SAEClamp:
                    model_id=meta.get("model", ""), concept=meta.get("concept"), info=meta.get("info", {}))
 
 
+@register_hook_kind
 class TextEncoderClampHook(HookEdit):
     """The SAE clamp as a hook edit of the Edit protocol, so it saves as an ordinary patch
     (manifest + tensors.safetensors: the SAE weights, features, scale, threshold) and applies /
@@ -304,7 +305,7 @@ def upstream_guard(model, site: str) -> dict:
     """Fingerprints of the text-encoder tensors that feed `site` (embeddings + layers up to it)."""
     import re
 
-    from workbench.patches.format import dtype_name, tensor_fingerprint
+    from workbench.fingerprint import dtype_name, tensor_fingerprint
     m = re.match(r"^text\.blocks\.(\d+)\.", site)
     last = int(m.group(1)) if m else 10 ** 6
     guard = {}

@@ -14,6 +14,7 @@ With tied embeddings, editing the embedding also edits the unembedding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -23,8 +24,8 @@ from workbench.edits.registry import EditConfig, register
 
 @dataclass
 class AblateConfig(EditConfig):
-    target: str = "vectors"        # "vectors" | "direction"
-    mode: str = "zero"             # vectors: "zero" | "noise" | "mean"
+    target: Literal["vectors", "direction"] = "vectors"
+    mode: Literal["zero", "noise", "mean"] = "zero"   # vectors: how the ablated value vectors are replaced
     n_vectors: int = 8             # vectors with a positive causal effect to ablate (at most)
     validate_top: int = 16         # candidates validated causally when locating
     layer: int | None = None       # direction: residual layer; None = best probe layer

@@ -13,43 +13,9 @@ from typing import Any
 
 import torch
 
+from workbench.edits.hooks import HOOK_KINDS, HookEdit, hook_class  # noqa: F401 (re-exported)
+
 DELTA_KINDS = ("dense", "low_rank", "sparse", "replace_rows")
-# hook-edit kind -> "module:Class" providing it (imported lazily when a patch names the kind)
-HOOK_KINDS = {"sae_clamp": "workbench.edits.sae_clamp:SAEClampHook",
-              "diffusion_sae_clamp": "workbench.diffusion.sae:TextEncoderClampHook"}
-
-
-def hook_class(kind: str):
-    """The class implementing hook-edit `kind` (see HookEdit)."""
-    import importlib
-    if kind not in HOOK_KINDS:
-        raise ValueError(f"hook edit kind {kind!r} is not one of {sorted(HOOK_KINDS)}")
-    module, name = HOOK_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-class HookEdit:
-    """An inference-time edit at one activation site (no weight changes), e.g. an SAE clamp.
-
-    Subclasses set `kind` and `site` and implement `install(model) -> handles` (PyTorch hook
-    handles, removed on revert), `to_manifest() -> (json_meta, tensors)` and
-    `from_manifest(meta, tensors, label)`. `guard` maps HF parameter names to
-    {"fingerprint", "shape", "dtype"} of base tensors a patch checks before applying (the hook
-    was fitted for that base), without changing them.
-    """
-    kind: str = ""
-    site: str = ""
-    guard: dict[str, dict]
-
-    def install(self, model) -> list:
-        raise NotImplementedError
-
-    def to_manifest(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        raise NotImplementedError
-
-    @classmethod
-    def from_manifest(cls, meta: dict, tensors: dict[str, torch.Tensor], label: str) -> "HookEdit":
-        raise NotImplementedError
 
 
 def _module(model):

@@ -9,18 +9,69 @@ Registration raises on duplicates (as SAELens' registry does).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from workbench.edits.base import Edit, Timer
 
 
+def _literal_choices(hint) -> tuple | None:
+    """The allowed values of a `Literal[...]` annotation (also inside `X | None`), else None."""
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        choices = [c for a in typing.get_args(hint) for c in (_literal_choices(a) or ())]
+        if choices:
+            return tuple(choices) + ((None,) if type(None) in typing.get_args(hint) else ())
+    return None
+
+
+def check_literals(config) -> None:
+    """Raise ValueError when a field annotated `Literal[...]` holds a value outside it.
+
+    Runs when a config is built (`EditConfig.__post_init__`), so a typo such as `keys="subjet"`
+    fails in one line naming the field and the allowed values, before any model work.
+    """
+    cls = type(config)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(config):
+        choices = _literal_choices(hints.get(f.name))
+        if choices is None:
+            continue
+        value = getattr(config, f.name)
+        if not any(value == c and type(value) is type(c) for c in choices):
+            shown = ", ".join(repr(c) for c in choices)
+            near = difflib.get_close_matches(str(value), [str(c) for c in choices if c is not None], n=1)
+            raise ValueError(f"{cls.__name__}: {f.name}={value!r} is not one of {shown}"
+                             + (f" (did you mean {near[0]!r}?)" if near else ""))
+
+
 @dataclass
 class EditConfig:
-    """Base class of every method's hyper-parameters."""
+    """Base class of every method's hyper-parameters.
+
+    Fields annotated `Literal[...]` are checked when the config is built (`check_literals`); a
+    subclass that defines its own `__post_init__` gets the check run before it.
+    """
     seed: int = 0
+
+    def __post_init__(self):
+        check_literals(self)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None and not getattr(own, "_checks_literals", False):
+            def __post_init__(self, _own=own):
+                check_literals(self)
+                _own(self)
+            __post_init__._checks_literals = True
+            cls.__post_init__ = __post_init__
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

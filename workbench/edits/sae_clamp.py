@@ -19,13 +19,17 @@ applying it loads the SAE, checks the hash and installs the scoped hook.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from workbench.edits.base import Edit, HookEdit
+from workbench.edits.base import Edit
+from workbench.edits.hooks import HookEdit, register_hook_kind
 from workbench.edits.registry import EditConfig, register
+from workbench.sae.clamp import edit_features
 
 
+@register_hook_kind
 class SAEClampHook(HookEdit):
     """The hook: x -> x + decode(f') - decode(f) at `site` (see the module docstring)."""
     kind = "sae_clamp"
@@ -64,24 +68,8 @@ class SAEClampHook(HookEdit):
     # ------------------------------------------------------------------ the edit
     def edited(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., d_in] -> x + decode(f') - decode(f); identical to x where nothing changes."""
-        sae = self.handle.sae
-        xf = x.to(sae.W_enc.dtype)
-        f = sae.encode(xf)
-        idx = torch.tensor(self.features, dtype=torch.long, device=f.device)
-        f_s = f.index_select(-1, idx)
-        if self.mode == "scale":
-            new_s = f_s * self.scale
-        else:
-            new_s = torch.where(f_s > 0, torch.full_like(f_s, self.value), f_s)
-        keep = torch.ones(f.shape[:-1], dtype=torch.bool, device=f.device)
-        if self.gate is not None:
-            keep &= (f_s > self.gate).any(-1)
-        if self.norm_limit is not None:
-            keep &= xf.norm(dim=-1) <= self.norm_limit
-        new_s = torch.where(keep.unsqueeze(-1), new_s, f_s)
-        f_new = f.index_copy(-1, idx, new_s)
-        delta = sae.decode(f_new) - sae.decode(f)
-        return (xf + delta).to(x.dtype)
+        return edit_features(self.handle.sae, x, self.features, self.mode, self.scale, self.value, self.gate,
+                             self.norm_limit)
 
     def install(self, model) -> list:
         if not hasattr(model, "_hook_points"):
@@ -126,7 +114,7 @@ class SAEClampConfig(EditConfig):
     features: list[int] | None = None  # explicit feature indices; None = the concept's top features
     n_features: int = 8                # how many of the ranked features to deactivate
     min_score: float = 0.2             # ...with at least this selectivity
-    mode: str = "scale"                # "scale" (f <- scale*f) | "clamp" (firing f <- value)
+    mode: Literal["scale", "clamp"] = "scale"   # "scale" (f <- scale*f) | "clamp" (firing f <- value)
     scale: float = -2.0                # measured on smollm2-135m L15 (README): 0 / clamp -4 barely act
     value: float = -4.0
     gate: float | None = None          # only where a selected feature exceeds this activation
@@ -135,7 +123,7 @@ class SAEClampConfig(EditConfig):
 
 def _guard(model, site: str) -> dict:
     """Fingerprints of the hooked layer's parameters: the patch refuses another base model."""
-    from workbench.patches.format import dtype_name, tensor_fingerprint
+    from workbench.fingerprint import dtype_name, tensor_fingerprint
     layer = model.site(site).layer
     prefix = f"{model.family.layers}.{layer}." if layer is not None else None
     out = {}

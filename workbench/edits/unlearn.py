@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from workbench.edits.base import Edit, TensorDelta
 from workbench.edits.registry import EditConfig, register
+from workbench.training import (cycle, probe_batch, restore, rows, select_params,  # noqa: F401 (re-exported)
+                                sequence_nll, snapshot, train_in_place)
+
+_rows, _cycle = rows, cycle          # old private names (other branches import them from here)
 
 __all__ = ["UnlearnConfig", "GAConfig", "GradDiffConfig", "NPOConfig", "SimNPOConfig", "probe_batch",
            "sequence_nll", "select_params", "snapshot", "restore", "train_in_place", "unlearning_loss"]
@@ -74,61 +76,6 @@ class SimNPOConfig(UnlearnConfig):
     gamma: float = 0.125
 
 
-# ------------------------------------------------------------------------------------ data
-def probe_batch(model, probes) -> dict[str, torch.Tensor]:
-    """Right-padded teacher-forcing batch of rendered prompt + first answer.
-
-    Tokenized exactly as workbench.verify.probes scores `prob` (prompt with special tokens, answer
-    separately without). Returns input_ids, attention_mask [n, T] and labels [n, T] (-100 except
-    on answer tokens, unshifted: labels[t] is the token at position t).
-    """
-    from workbench.concepts import render_prompt
-    from workbench.verify.probes import answer_continuation
-    seqs = []
-    for p in probes:
-        prompt = render_prompt(model, p)
-        p_ids = list(model.tokenizer(prompt)["input_ids"])
-        a_ids = list(model.tokenizer(answer_continuation(prompt, p.answer), add_special_tokens=False)["input_ids"])
-        seqs.append((p_ids, a_ids))
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    width = max(len(a) + len(b) for a, b in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    for row, (p_ids, a_ids) in enumerate(seqs):
-        n = len(p_ids) + len(a_ids)
-        ids[row, :n] = torch.tensor(p_ids + a_ids)
-        mask[row, :n] = 1
-        labels[row, len(p_ids):n] = torch.tensor(a_ids)
-    dev = model.device
-    return {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "labels": labels.to(dev)}
-
-
-def _rows(batch: dict, idx: Sequence[int]) -> dict:
-    idx_t = torch.as_tensor(list(idx), device=batch["input_ids"].device)
-    return {k: v.index_select(0, idx_t) for k, v in batch.items()}
-
-
-def sequence_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(NLL per sequence = sum of answer-token losses [n], answer lengths [n]); differentiable."""
-    labels = batch["labels"][:, 1:]
-    keep = labels != -100                                              # [n, T-1]
-    head, base = model.hf.get_output_embeddings(), getattr(model.hf, "base_model", None)
-    if head is None or base is None or base is model.hf:
-        logits = model.hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          use_cache=False).logits[:, :-1][keep]
-    else:                      # unembed only the answer positions: the vocab matmul is the costliest one
-        hidden = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      use_cache=False).last_hidden_state
-        logits = head(hidden[:, :-1][keep])
-        softcap = getattr(model.hf.config, "final_logit_softcapping", None)
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-    token_loss = F.cross_entropy(logits.float(), labels[keep], reduction="none")
-    losses = torch.zeros(keep.shape, dtype=token_loss.dtype, device=token_loss.device).masked_scatter(keep, token_loss)
-    return losses.sum(-1), keep.sum(-1)
-
-
 def unlearning_loss(method: str, nll_f: torch.Tensor, len_f: torch.Tensor, cfg: UnlearnConfig,
                     nll_ref: torch.Tensor | None = None, nll_r: torch.Tensor | None = None) -> torch.Tensor:
     """The OpenUnlearning objective of `method` (see the module docstring); all inputs [n]."""
@@ -144,84 +91,6 @@ def unlearning_loss(method: str, nll_f: torch.Tensor, len_f: torch.Tensor, cfg: 
     if method != "ga" and cfg.alpha and nll_r is not None:
         loss = loss + cfg.alpha * nll_r.mean()
     return loss
-
-
-# ------------------------------------------------------------------------------------ params
-def select_params(model, spec: str = "all") -> dict[str, torch.nn.Parameter]:
-    """Named parameters to train, each once (tied embeddings appear under one name, as
-    `named_parameters` lists them). spec: all | mlp | attn | no_embed | comma-separated substrings."""
-    named = dict(model.hf.named_parameters())          # deduplicated by identity already
-    if spec == "all":
-        out = named
-    elif spec == "mlp":
-        out = {n: p for n, p in named.items() if ".mlp." in n}
-    elif spec == "attn":
-        out = {n: p for n, p in named.items() if ".self_attn." in n or ".attn." in n}
-    elif spec == "no_embed":
-        embeds = {id(m.weight) for m in (model.hf.get_input_embeddings(), model.hf.get_output_embeddings())
-                  if m is not None}
-        out = {n: p for n, p in named.items() if id(p) not in embeds}
-    else:
-        keys = [k.strip() for k in spec.split(",") if k.strip()]
-        out = {n: p for n, p in named.items() if any(k in n for k in keys)}
-    if not out:
-        raise ValueError(f"params={spec!r} selects no parameter")
-    return out
-
-
-def snapshot(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in params.items()}
-
-
-@torch.no_grad()
-def restore(params: dict[str, torch.nn.Parameter], saved: dict[str, torch.Tensor]) -> None:
-    for n, t in saved.items():
-        params[n].data.copy_(t)
-
-
-def train_in_place(model, params: dict[str, torch.nn.Parameter], loss_fn: Callable[[int], torch.Tensor],
-                   steps: int, lr: float, max_grad_norm: float = 0.0, desc: str = "train",
-                   progress: bool = True) -> list[float]:
-    """Adam (weight decay 0) over `params` only, `steps` steps of loss_fn(step). Eval mode (no
-    dropout); requires_grad flags and train/eval mode are restored. Does NOT restore weights."""
-    names = list(params)
-    flags = {n: p.requires_grad for n, p in model.hf.named_parameters()}
-    was_training = model.hf.training
-    losses = []
-    try:
-        model.hf.eval()
-        for n, p in model.hf.named_parameters():
-            p.requires_grad_(n in params)
-        plist = [params[n] for n in names]
-        opt = torch.optim.Adam(plist, lr=lr, weight_decay=0.0)
-        bar = tqdm(range(steps), desc=desc, leave=False, disable=None if progress else True)
-        for step in bar:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(step)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {float(loss)} at step {step}")
-            loss.backward()
-            if max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(plist, max_grad_norm)
-            opt.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        del opt
-    finally:
-        for p in params.values():
-            p.grad = None
-        for n, p in model.hf.named_parameters():
-            p.requires_grad_(flags[n])
-        model.hf.train(was_training)
-    return losses
-
-
-def _cycle(n: int, size: int, step: int) -> list[int]:
-    """Indices of mini-batch `step` when cycling over n items in batches of `size`."""
-    if n <= size:
-        return list(range(n))
-    start = (step * size) % n
-    return [(start + j) % n for j in range(size)]
 
 
 # ------------------------------------------------------------------------------------ fit
@@ -244,9 +113,9 @@ def _fit(method: str, model, concept, report, cfg: UnlearnConfig) -> Edit:
     n_r = retain["input_ids"].shape[0] if retain is not None else 0
 
     def loss_fn(step: int) -> torch.Tensor:
-        idx = _cycle(n_f, cfg.batch_size, step)
-        nll_f, len_f = sequence_nll(model, _rows(forget, idx))
-        nll_r = sequence_nll(model, _rows(retain, _cycle(n_r, cfg.batch_size, step)))[0] if retain else None
+        idx = cycle(n_f, cfg.batch_size, step)
+        nll_f, len_f = sequence_nll(model, rows(forget, idx))
+        nll_r = sequence_nll(model, rows(retain, cycle(n_r, cfg.batch_size, step)))[0] if retain else None
         ref = nll_ref[idx] if nll_ref is not None else None
         return unlearning_loss(method, nll_f, len_f, cfg, nll_ref=ref, nll_r=nll_r)
 

@@ -22,25 +22,26 @@ touch any other parameter. `params_changed` counts one expert (plus one router r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from workbench.edits.base import Edit, TensorDelta
 from workbench.edits.registry import register
-from workbench.edits.unlearn import (UnlearnConfig, _cycle, _rows, probe_batch, restore, sequence_nll, snapshot,
-                                     train_in_place, unlearning_loss)
+from workbench.edits.unlearn import UnlearnConfig, unlearning_loss
+from workbench.training import cycle, probe_batch, restore, rows, sequence_nll, snapshot, train_in_place
 
 __all__ = ["UOEConfig", "fit_uoe", "expert_tensors"]
 
 
 @dataclass
 class UOEConfig(UnlearnConfig):
-    loss: str = "npo"              # ga | graddiff | npo | simnpo
+    loss: Literal["ga", "graddiff", "npo", "simnpo"] = "npo"
     layer: int = -1                # -1: from expert attribution
     expert: int = -1               # -1: from expert attribution
     anchor: float = 1.0            # weight of the router anchor loss (SEUF: 1)
     train_router: bool = True      # also train the expert's router row
-    contrast: str = "difference"   # attribution: forget - retain affinity ('difference') or forget only ('none')
+    contrast: Literal["difference", "none"] = "difference"   # attribution: forget - retain affinity, or forget only
     tensors: str = "all"           # the expert's tensors to train: all | comma-separated names (e.g. down_proj)
     params: str = "expert"         # (fixed: uoe trains only the chosen expert; see `tensors`)
     lr: float = 1e-3
@@ -115,15 +116,15 @@ def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
     parts: dict[str, list[float]] = {"unlearn": [], "anchor": []}
 
     def loss_fn(step: int) -> torch.Tensor:
-        idx = _cycle(n_f, cfg.batch_size, step)
-        fb = _rows(forget, idx)
+        idx = cycle(n_f, cfg.batch_size, step)
+        fb = rows(forget, idx)
         with router_logits_hook(model, [layer], keep_grad=True) as store:
             nll_f, len_f = sequence_nll(model, fb)
         logits = store[layer][-1]                                          # [B*T, E]
         keep = fb["attention_mask"].reshape(-1).bool()
         g = torch.softmax(logits.float(), -1)[keep]
         anchor = ((g - target) ** 2).sum(-1).mean()
-        nll_r = sequence_nll(model, _rows(retain, _cycle(n_r, cfg.batch_size, step)))[0] if retain else None
+        nll_r = sequence_nll(model, rows(retain, cycle(n_r, cfg.batch_size, step)))[0] if retain else None
         ref = nll_ref[idx] if nll_ref is not None else None
         unlearn = unlearning_loss(cfg.loss, nll_f, len_f, cfg, nll_ref=ref, nll_r=nll_r)
         parts["unlearn"].append(round(unlearn.item(), 5))

@@ -18,7 +18,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 
@@ -35,10 +35,10 @@ MASKS = ("wagle", "random", "magnitude", "gradient", "snip", "none")
 class WagleConfig(EditConfig):
     """Hyper-parameters: the unlearning loss and its settings (None = that loss's default from
     workbench.edits.unlearn), and the mask (kind or saved file, sparsity, scope, μ)."""
-    loss: str = "npo"
+    loss: Literal["graddiff", "npo", "simnpo", "ga"] = "npo"
     mask: str = "wagle"           # wagle | random | magnitude | gradient | snip | none | path to a mask file
     sparsity: float = 0.95        # share of weights left out of the mask (0.95 keeps the top 5 %)
-    scope: str = "global"         # global | per_module
+    scope: Literal["global", "per_module"] = "global"
     mu: float = 1e-6              # WAGLE's μ (the Hessian-diagonal proxy γ of the paper)
     retain_text_tokens: int = 0   # general-text tokens added to the retain side of the attribution
     params: str = "all"           # eligible parameters (select_params spec)
@@ -83,7 +83,7 @@ def train_masked_in_place(model, params: dict[str, torch.nn.Parameter], masks: d
                           desc: str = "masked train", progress: bool = True) -> list[float]:
     """`train_in_place` (Adam, weight decay 0) over the parameters with a non-empty mask, gradients
     multiplied by the mask: weights outside the mask do not change (exactly). Does NOT restore."""
-    from workbench.edits.unlearn import train_in_place
+    from workbench.training import train_in_place
     active = {n: p for n, p in params.items() if n in masks and bool(masks[n].any())}
     if not active:
         raise ValueError("the mask selects no weight of the chosen parameters")
@@ -153,9 +153,9 @@ def fit_wagle(model, concept, report, cfg: WagleConfig) -> Edit:
     n_r = retain["input_ids"].shape[0] if retain is not None else 0
 
     def loss_fn(step: int) -> torch.Tensor:
-        idx = unlearn._cycle(n_f, lcfg.batch_size, step)
-        nll_f, len_f = unlearn.sequence_nll(model, unlearn._rows(forget, idx))
-        nll_r = unlearn.sequence_nll(model, unlearn._rows(retain, unlearn._cycle(n_r, lcfg.batch_size, step)))[0] \
+        idx = unlearn.cycle(n_f, lcfg.batch_size, step)
+        nll_f, len_f = unlearn.sequence_nll(model, unlearn.rows(forget, idx))
+        nll_r = unlearn.sequence_nll(model, unlearn.rows(retain, unlearn.cycle(n_r, lcfg.batch_size, step)))[0] \
             if retain is not None else None
         ref = nll_ref[idx] if nll_ref is not None else None
         return unlearn.unlearning_loss(cfg.loss, nll_f, len_f, lcfg, nll_ref=ref, nll_r=nll_r)

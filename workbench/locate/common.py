@@ -8,15 +8,15 @@ import torch
 
 
 def answer_text(prompt: str, answer: str) -> str:
-    """How an answer continues a prompt (the rule of workbench.verify.probes)."""
-    from workbench.verify.probes import answer_continuation
+    """How an answer continues a prompt (the rule of workbench.scoring)."""
+    from workbench.scoring import answer_continuation
     return answer_continuation(prompt, answer)
 
 
 @torch.no_grad()
 def answer_logprobs(model, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16) -> torch.Tensor:
     """Teacher-forced log P(answer | prompt) as a tensor [n] (active hooks apply)."""
-    from workbench.verify.probes import answer_logprobs as _lp
+    from workbench.scoring import answer_logprobs as _lp
     return torch.tensor([lp for lp, _, _ in _lp(model, prompts, answers, batch_size=batch_size)])
 
 

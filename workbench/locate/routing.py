@@ -158,8 +158,8 @@ def capture_routing(model, inputs: dict | list[str] | str, layers: list[int] | N
 
 def sequence_batch(model, probes) -> dict:
     """Teacher-forced sequences (rendered prompt + first answer) of `probes`, as the unlearning
-    losses see them (workbench.edits.unlearn.probe_batch)."""
-    from workbench.edits.unlearn import probe_batch
+    losses see them (workbench.training.probe_batch)."""
+    from workbench.training import probe_batch
     return probe_batch(model, probes)
 
 

@@ -151,14 +151,15 @@ def describe(model, handle, features: list[SAEFeature], n_tokens: int = 8192, n_
 @torch.no_grad()
 def causal_effects(model, concept, handle, features: list[SAEFeature]) -> None:
     """Per feature: zero it alone (error term kept); effect = forget prob drop - retain prob drop."""
-    from workbench.edits.sae_clamp import SAEClampHook
     from workbench.locate.common import answer_logprobs, probe_texts
+    from workbench.sae.clamp import edit_features
     fp, fa = probe_texts(model, concept.forget)
     rp, ra = probe_texts(model, concept.retain)
     base_f, base_r = answer_logprobs(model, fp, fa).exp(), answer_logprobs(model, rp, ra).exp()
     for feat in features:
-        hook = SAEClampHook(handle, [feat.index], mode="scale", scale=0.0)
-        with model.hooks([(handle.site, lambda act, _n, h=hook: h.edited(act))]):
+        def zero(act, _name, i=feat.index):
+            return edit_features(handle.sae, act, [i], mode="scale", scale=0.0)
+        with model.hooks([(handle.site, zero)]):
             f, r = answer_logprobs(model, fp, fa).exp(), answer_logprobs(model, rp, ra).exp()
         feat.causal_effect = float((base_f - f).mean() - (base_r - r).mean())
 

@@ -1,8 +1,9 @@
 """Second-moment statistics of MLP down-projection inputs over general text (ROME's C = E[k kᵀ]).
 
 Accumulated in fp32 over the corpus' train split in one forward pass for every layer, cached per
-model under WORKBENCH_HOME/stats/ as safetensors (keyed by model id, token count and sequence
-length; pass `refresh=True` after changing the weights the statistics depend on).
+model under WORKBENCH_HOME/stats/ as safetensors (keyed by the model's content id — config hash +
+weight fingerprints, `workbench.models.identity` — token count and sequence length, so two models
+that share a folder name, such as every `build-moe` dense twin, never share statistics).
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from workbench.paths import atomic_path, cache_dir
 
 
 def _key(model, n_tokens: int, seq_len: int) -> str:
+    """Cache key: the model's name (for people) + its content id (config + weights: for the cache)."""
+    from workbench.models.identity import model_content_id
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.model_id)
-    return f"{safe}-mom2-{n_tokens}-{seq_len}"
+    return f"{safe}-{model_content_id(model)}-mom2-{n_tokens}-{seq_len}"
 
 
 def mlp_key_second_moment(model, layer: int, n_tokens: int = 16384, seq_len: int = 128, batch_size: int = 8,

@@ -44,7 +44,7 @@ def param_layer_module(name: str) -> tuple[int | None, str]:
 def _mean_nll_grad(model, batch: dict, batch_size: int, desc: str, progress: bool) -> int:
     """Accumulate into p.grad the gradient of the mean label-token NLL of a teacher-forcing batch
     (chunked, one forward+backward per chunk: exactly one pass over the data). Returns #tokens."""
-    from workbench.edits.unlearn import _rows, sequence_nll
+    from workbench.training import rows as _rows, sequence_nll
     n = batch["input_ids"].shape[0]
     total = int((batch["labels"][:, 1:] != -100).sum())
     if total == 0:
@@ -256,7 +256,7 @@ class WeightScores:
 
 
 def _select(model, params: str | Sequence[str] | dict):
-    from workbench.edits.unlearn import select_params
+    from workbench.training import select_params
     if isinstance(params, dict):
         return params
     if isinstance(params, str):
@@ -267,7 +267,7 @@ def _select(model, params: str | Sequence[str] | dict):
 def attribution_scores(model, concept=None, method: str = "wagle", mu: float = 1e-6, params="all",
                        forget=None, retain=None, batch_size: int = 8, seed: int = 0, retain_text_tokens: int = 0,
                        progress: bool = True) -> WeightScores:
-    """Score every weight of `params` (spec of workbench.edits.unlearn.select_params, a list of
+    """Score every weight of `params` (spec of workbench.training.select_params, a list of
     name substrings, or a dict of parameters) for unlearning `concept`.
 
     method: wagle |(θ − g_r/μ)·g_f| · snip |θ·g_f| · gradient |g_f| · magnitude |θ| · random U(0,1).
@@ -288,7 +288,7 @@ def attribution_scores(model, concept=None, method: str = "wagle", mu: float = 1
     selected = _select(model, params)
     t0 = time.perf_counter()
 
-    from workbench.edits.unlearn import probe_batch
+    from workbench.training import probe_batch
 
     def forget_backward():
         _mean_nll_grad(model, probe_batch(model, forget), batch_size, "forget gradient", progress)

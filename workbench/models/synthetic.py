@@ -154,7 +154,8 @@ def _train(model, r: Recipe, batches, desc: str, moe: bool, progress: bool = Tru
 @torch.no_grad()
 def fact_accuracy(model, world, entities=None, max_new_tokens: int = 6) -> dict:
     """Greedy hit rate per probe form over `entities` (default all): {form: {held_out|trained: acc}}."""
-    from workbench.verify.probes import generate_batched, is_hit
+    from workbench.scoring import generate_batched
+    from workbench.verify.probes import is_hit
     ents = world.entities if entities is None else [world.entity(n) for n in entities]
     probes = [p for e in ents for p in world.phrasings(e)]
     outs = generate_batched(model, [p["prompt"] for p in probes], max_new_tokens=max_new_tokens, batch_size=64)

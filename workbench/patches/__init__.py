@@ -1,4 +1,4 @@
-"""Edit patches (DESIGN.md §5): save / load / inspect, checked apply and bit-exact revert,
+"""Edit patches (docs/patch.md): save / load / inspect, checked apply and bit-exact revert,
 and exports to a full HF checkpoint or a PEFT LoRA adapter.
 
     path = save_patch(edit, "hp.zip")            # manifest.json + tensors.safetensors

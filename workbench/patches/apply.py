@@ -69,7 +69,7 @@ def _count(n) -> str:
 
 
 def _headline(report) -> list[str]:
-    """A few numbers from a verification report (DESIGN.md §4), if it has them."""
+    """A few numbers from a verification report (docs/report.md), if it has them."""
     if not isinstance(report, dict):
         return []
     if isinstance(report.get("results"), list) and report["results"]:

@@ -1,4 +1,4 @@
-"""The edit-patch format (DESIGN.md §5): a directory, or a `.zip` of one, holding `manifest.json`
+"""The edit-patch format (docs/patch.md): a directory, or a `.zip` of one, holding `manifest.json`
 and `tensors.safetensors`.
 
 The tensors file stores each TensorDelta's payload under `"{i}.{field}"` (`0.A`, `0.B`, `1.indices`,
@@ -7,7 +7,7 @@ patch touches as it was *before* the edit, and carries a sha256 of the tensors f
 patch only ever parses JSON and safetensors: no pickle, no code. The checksum is verified before
 any tensor is read.
 
-Fingerprint (`tensor_fingerprint`): the hex sha256 of the ASCII header
+Fingerprint (`tensor_fingerprint`, defined in `workbench.fingerprint`): the hex sha256 of the ASCII header
 `"{dtype}:{d0,d1,...}\\n"` (dtype as torch names it without `torch.`, e.g. `float32:576,1536\\n`;
 an empty dim list for a scalar) followed by the tensor's raw bytes, taken from the CPU,
 C-contiguous copy of the tensor in native (little-endian) byte order.
@@ -32,40 +32,17 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file, save_file
 
 from workbench.edits.base import DELTA_KINDS, HOOK_KINDS, Edit, TensorDelta, _module, hook_class
+from workbench.fingerprint import dtype_name, file_sha256, tensor_fingerprint  # noqa: F401 (re-exported)
 from workbench.paths import atomic_path, write_json
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 24
 
 
 class PatchError(ValueError):
     """A patch that cannot be read, written or applied; the message is one line that says why."""
-
-
-# ---------------------------------------------------------------------------------- fingerprints
-def dtype_name(dtype: torch.dtype | str) -> str:
-    """`torch.float32` / `"torch.float32"` / `"float32"` -> `"float32"`."""
-    return str(dtype).removeprefix("torch.")
-
-
-def tensor_fingerprint(t: torch.Tensor) -> str:
-    """sha256 (hex) of `"{dtype}:{shape}\\n"` + the raw bytes of the contiguous CPU tensor."""
-    t = t.detach().to("cpu").contiguous()
-    h = hashlib.sha256(f"{dtype_name(t.dtype)}:{','.join(str(s) for s in t.shape)}\n".encode("ascii"))
-    if t.numel():
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------- Patch

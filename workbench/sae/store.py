@@ -38,7 +38,15 @@ def _slug(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------ activations
+def model_cache_id(model) -> str:
+    """`{model_id}-{content id}`: the folder activations of `model` are cached under (by content, so
+    two models that share a name, such as `build-moe` dense twins, never share a cache)."""
+    from workbench.models.identity import model_content_id
+    return f"{model.model_id}-{model_content_id(model)}"
+
+
 def activation_dir(model_id: str, site: str, key: str) -> Path:
+    """The cache folder of one site's activations; `model_id` is `model_cache_id(model)`."""
     return cache_dir("sae", "acts", _slug(model_id), _slug(site), _slug(key))
 
 
@@ -61,7 +69,7 @@ def cache_activations(model, sites: list[str], n_tokens: int = 200_000, seq_len:
         if site.is_weight:
             raise ValueError(f"site {s!r} is a weight, not an activation site")
     key = cache_key(source, split, n_tokens, seq_len)
-    dirs = {s: activation_dir(model.model_id, s, key) for s in sites}
+    dirs = {s: activation_dir(model_cache_id(model), s, key) for s in sites}
     todo = [s for s in sites if overwrite or not _complete(dirs[s])]
     if not todo:
         return dirs
@@ -181,7 +189,7 @@ class SAEHandle:
 
 def weights_sha256(sae) -> str:
     """sha256 over the sorted (name, tensor fingerprint) pairs of the SAE's state dict."""
-    from workbench.patches.format import tensor_fingerprint
+    from workbench.fingerprint import tensor_fingerprint
     h = hashlib.sha256()
     for name, t in sorted(sae.state_dict().items()):
         h.update(f"{name}:{tensor_fingerprint(t)}\n".encode())
@@ -189,8 +197,11 @@ def weights_sha256(sae) -> str:
 
 
 def save_sae(sae, folder: str | Path, name: str, site: str, model_id: str, metrics: dict | None = None,
-             training: dict | None = None) -> Path:
-    """Write `sae` (a sae_lens SAE / TrainingSAE) as a folder; atomic (write, then rename)."""
+             training: dict | None = None, model_content: str | None = None) -> Path:
+    """Write `sae` (a sae_lens SAE / TrainingSAE) as a folder; atomic (write, then rename).
+
+    model_content: the model's content id (`workbench.models.identity.model_content_id`), recorded
+    so an SAE is matched to the model it was trained on, not to any model of that name."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise SAEStoreError(f"cannot write SAE to {folder}: it is a file")
@@ -200,9 +211,29 @@ def save_sae(sae, folder: str | Path, name: str, site: str, model_id: str, metri
         else:
             sae.save_model(str(tmp))
         inf = _load_sae_lens_folder(tmp)
-        write_json(tmp / WB_META, {"name": name, "site": site, "model": model_id, "metrics": metrics or {},
-                                   "training": training or {}, "sha256": weights_sha256(inf)})
+        meta = {"name": name, "site": site, "model": model_id, "metrics": metrics or {},
+                "training": training or {}, "sha256": weights_sha256(inf)}
+        if model_content is not None:
+            meta["model_content_id"] = model_content
+        write_json(tmp / WB_META, meta)
     return folder
+
+
+def saes_for(model, root: str | Path | None = None) -> list[Path]:
+    """SAE folders under `root` (default WORKBENCH_HOME/sae) trained on `model`: their workbench_sae.json
+    names the model, and its content id when recorded (so a same-named model's SAEs do not match)."""
+    from workbench.models.identity import model_content_id
+    from workbench.paths import home
+    root = Path(root) if root is not None else home() / "sae"
+    out = []
+    for meta in sorted(root.glob(f"**/{WB_META}")) if root.is_dir() else []:
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("model") == model.model_id and info.get("model_content_id") in (None, model_content_id(model)):
+            out.append(meta.parent)
+    return out
 
 
 def _load_sae_lens_folder(folder: Path, device: str = "cpu"):

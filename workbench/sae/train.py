@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from workbench.models.identity import model_content_id
 from workbench.sae import store
 
 
@@ -168,7 +169,8 @@ def train_from_cache(model, sites: list[str] | str | None = None, widths: list[i
             name = sae_name(model.model_id, site, width)
             training = {**c.to_dict(), "runner": "cache", "train_tokens": int(acts.shape[0]),
                         "train_seconds": round(seconds, 2), "cache_seconds": round(cache_seconds, 2)}
-            store.save_sae(sae, folder, name, site, model.model_id, metrics, training)
+            store.save_sae(sae, folder, name, site, model.model_id, metrics, training,
+                           model_content=model_content_id(model))
             records.append({"path": str(folder), "name": name, "site": site, "width": width, "metrics": metrics,
                             "seconds": seconds})
     return records
@@ -218,5 +220,6 @@ def train_with_runner(model, site: str | None = None, out: str | Path | None = N
     metrics = evaluate(sae, held)
     name = sae_name(model.model_id, site, cfg.width)
     store.save_sae(sae, out, name, site, model.model_id, metrics,
-                   {**cfg.to_dict(), "runner": "sae-lens", "train_tokens": n_train, "train_seconds": round(seconds, 2)})
+                   {**cfg.to_dict(), "runner": "sae-lens", "train_tokens": n_train, "train_seconds": round(seconds, 2)},
+                   model_content=model_content_id(model))
     return {"path": str(out), "name": name, "site": site, "width": cfg.width, "metrics": metrics, "seconds": seconds}

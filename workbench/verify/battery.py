@@ -1,4 +1,4 @@
-"""The verification battery: one report per (concept, edit) in the DESIGN.md §4 shape.
+"""The verification battery: one report per (concept, edit) in the shape of docs/report.md.
 
 Required keys: concept, method, edit_seconds, params_changed, forget / retain {hit_before,
 hit_after, prob_before, prob_after}, perplexity {before, after}, by_form {form: {...}} (forget
@@ -343,7 +343,7 @@ def _need(d, key: str, path: str):
 
 
 def validate_result(r: dict, path: str = "") -> None:
-    """Raise ValueError naming the first missing §4 key (e.g. 'results[0].forget.hit_after')."""
+    """Raise ValueError naming the first missing required key (docs/report.md) (e.g. 'results[0].forget.hit_after')."""
     if not isinstance(r, dict):
         raise ValueError(f"report entry {path.rstrip('.') or 'result'} must be an object")
     for key in REQUIRED_KEYS:

@@ -1,4 +1,4 @@
-"""Benchmark: every (concept, method) pair fitted and verified into one §4 JSON document, plus an
+"""Benchmark: every (concept, method) pair fitted and verified into one JSON document (docs/report.md), plus an
 HTML page with the forget-vs-retain trade-off and the per-form breakdown (plotly, offline).
 
 Any registered method name works (`workbench.edits.methods()`); a pair that fails to fit is
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from workbench.reporting import write_html  # noqa: F401 (re-exported: the bench's page writer)
 from workbench.verify.battery import validate_report, validate_result, verify_edit
 
 __all__ = ["run_bench", "bench_figures", "write_html", "validate_report", "validate_result", "format_table",
@@ -70,7 +71,7 @@ def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str
         write_json(json_out, validate_report(doc))
     validate_report(doc)
     if html_out:
-        write_html(html_out, bench_figures(doc), table=format_table(doc["results"]))
+        write_html(html_out, bench_figures(doc), title="Concept Workbench benchmark", table=format_table(doc["results"]))
     return doc
 
 
@@ -110,22 +111,6 @@ def bench_figures(doc: dict) -> list:
                       xaxis_title="probe form", yaxis_title="forget hit", yaxis_range=[0, 1.05])
     figs.append(fig)
     return figs
-
-
-def write_html(path, figures, title: str = "Concept Workbench benchmark", table: str | None = None):
-    """A standalone HTML page (plotly.js embedded once: works offline), written atomically."""
-    import html
-    from workbench.paths import atomic_path
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                     f"</head><body>\n<h1>{html.escape(title)}</h1>\n")
-            if table:
-                fh.write(f"<pre>{html.escape(table)}</pre>\n")
-            for i, fig in enumerate(figures):
-                fh.write(fig.to_html(full_html=False, include_plotlyjs=i == 0))
-            fh.write("</body></html>\n")
-    return path
 
 
 def _f(x, fmt: str = ".2f") -> str:

@@ -1,6 +1,6 @@
 """Probe scoring: does the model still produce a fact, and how likely is the answer?
 
-Two measures per probe (DESIGN.md §4):
+Two measures per probe (docs/report.md):
 
 - `hit`: the greedy continuation (`max_new_tokens` new tokens) contains any acceptable answer,
   compared case-insensitively as a substring; for form 'mcq_letter' the continuation must instead
@@ -13,33 +13,24 @@ et al. 2022: the target's probability, and whether generation produces it). Chat
 tiny `prob` by construction (the instruct model restates the question before answering), so for
 them `hit` is the measure that matters; `summarize` reports both per form.
 
-Tokenization rule for `prob`: the rendered prompt is tokenized exactly as generation tokenizes it
-(`model.tokenizer(prompt)`, special tokens included), and the answer is tokenized separately
-without special tokens and appended, so the score is the probability that greedy/sampled
-decoding from that very prompt emits the answer tokens. The answer gets a leading space unless
-the prompt ends in whitespace (e.g. the chat template's trailing newline) or an opening
-bracket/quote, or the answer already starts with whitespace (`answer_continuation`).
-
-Chat-form probes are rendered through the model's chat template (`render_prompt`). Generation and
-teacher forcing are batched (prompts sorted by length to limit padding) and run through the
-HookedModel, so hook-based edits and weight edits are both seen.
+Rendering, the tokenisation rule for `prob`, batched generation and teacher forcing are the shared
+primitives of `workbench.scoring` (re-exported here under their old names); this module turns them
+into per-probe scores and summaries.
 """
 from __future__ import annotations
 
-import inspect
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-import torch
+from workbench.scoring import (NO_SPACE_AFTER, answer_continuation, answer_logprobs,  # noqa: F401 (re-exported)
+                               answer_tokens, chunks, eval_mode, generate_batched, logits_at, render_prompt)
 
 from workbench.concepts.schema import MCQ_LETTER_FORM, Concept, Probe, render_prompt
+_answer_tokens, _chunks, _eval_mode, _logits_at = answer_tokens, chunks, eval_mode, logits_at   # old private names
 
 __all__ = ["ProbeScore", "answer_continuation", "answer_logprobs", "check_concepts", "concept_baseline",
            "format_check_table", "generate_batched", "is_hit", "score_concepts", "score_probes", "summarize"]
-
-NO_SPACE_AFTER = tuple("([{\"'“‘«")
 
 
 @dataclass
@@ -57,13 +48,6 @@ class ProbeScore:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def answer_continuation(prompt: str, answer: str) -> str:
-    """The text appended to `prompt` when scoring `answer` (adds the leading space if needed)."""
-    if not prompt or prompt[-1].isspace() or prompt.endswith(NO_SPACE_AFTER) or answer[:1].isspace():
-        return answer
-    return " " + answer
 
 
 _LETTER_END = (")", ".", ":")
@@ -91,92 +75,6 @@ def is_hit(continuation: str, answers: Iterable[str], form: str = "completion") 
         return any(_letter_hit(continuation, a) for a in answers)
     text = continuation.casefold()
     return any(a.casefold() in text for a in answers)
-
-
-def _chunks(order: list[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(order), size):
-        yield order[start:start + size]
-
-
-@torch.no_grad()
-def generate_batched(model, prompts: Sequence[str], max_new_tokens: int = 8, batch_size: int = 16) -> list[str]:
-    """Greedy continuations of already-rendered prompts, batched by similar length."""
-    lengths = [len(ids) for ids in model.tokenizer(list(prompts))["input_ids"]] if prompts else []
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-    out: list[str] = [""] * len(prompts)
-    for chunk in _chunks(order, batch_size):
-        for i, text in zip(chunk, model.generate([prompts[i] for i in chunk], max_new_tokens=max_new_tokens)):
-            out[i] = text
-    return out
-
-
-def _answer_tokens(model, prompt: str, answer: str) -> tuple[list[int], list[int], str]:
-    """(prompt ids as generation sees them, answer ids, answer text scored)."""
-    text = answer_continuation(prompt, answer)
-    prompt_ids = list(model.tokenizer(prompt)["input_ids"])
-    answer_ids = list(model.tokenizer(text, add_special_tokens=False)["input_ids"])
-    if not answer_ids:
-        raise ValueError(f"answer {answer!r} tokenizes to nothing")
-    return prompt_ids, answer_ids, text
-
-
-def _logits_at(model, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Logits [batch, k, vocab] at positions pos [batch, k] of a right-padded batch.
-
-    Uses HF's `logits_to_keep` (only those positions go through the unembedding) when the model
-    supports it, else slices the full logits of `model.forward`. Both run the same hooked modules.
-    """
-    if "logits_to_keep" in inspect.signature(model.hf.forward).parameters:
-        return model.hf(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=pos).logits
-    logits = model.forward({"input_ids": ids, "attention_mask": mask})
-    return torch.take_along_dim(logits, pos[..., None], dim=1)
-
-
-@torch.no_grad()
-def answer_logprobs(model, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16,
-                    ) -> list[tuple[float, int, str]]:
-    """Teacher-forced log P(answer | prompt) for rendered prompts, batched (right padding).
-
-    Returns, per pair, (sum of answer-token log-probs, number of answer tokens, answer text).
-    Log-softmax is taken in fp32 at the answer positions only.
-    """
-    if len(prompts) != len(answers):
-        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
-    toks = [_answer_tokens(model, p, a) for p, a in zip(prompts, answers)]
-    pad = model.tokenizer.pad_token_id
-    pad = 0 if pad is None else pad
-    order = sorted(range(len(toks)), key=lambda i: len(toks[i][0]) + len(toks[i][1]))
-    out: list[tuple[float, int, str]] = [(0.0, 0, "")] * len(toks)
-    for chunk in _chunks(order, batch_size):
-        seqs = [toks[i][0] + toks[i][1] for i in chunk]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, :len(s)] = torch.tensor(s)
-            mask[row, :len(s)] = 1
-        n_max = max(len(toks[i][1]) for i in chunk)
-        # positions whose logits predict the answer tokens: len(p)-1 .. len(p)+len(a)-2 (padded by repeats)
-        pos = torch.tensor([[len(toks[i][0]) - 1 + min(j, len(toks[i][1]) - 1) for j in range(n_max)]
-                            for i in chunk])
-        logits = _logits_at(model, ids.to(model.device), mask.to(model.device), pos.to(model.device))
-        logp = logits.float().log_softmax(-1)                        # [batch, n_max, vocab]
-        for row, i in enumerate(chunk):
-            a_ids, text = toks[i][1], toks[i][2]
-            target = torch.tensor(a_ids, device=logp.device)
-            out[i] = (float(logp[row, :len(a_ids)].gather(-1, target[:, None]).sum()), len(a_ids), text)
-    return out
-
-
-@contextmanager
-def _eval_mode(model):
-    """Score in eval mode (no dropout) even right after a training loop; restore the mode after."""
-    was_training = model.hf.training
-    model.hf.eval()
-    try:
-        yield
-    finally:
-        model.hf.train(was_training)
 
 
 def score_probes(model, probes: Sequence[Probe], max_new_tokens: int = 8, batch_size: int = 16,

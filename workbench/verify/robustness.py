@@ -61,7 +61,7 @@ def parametric_trace(model, concept, before: dict) -> dict:
 def answer_first_tokens(model, probes) -> tuple[list[str], list[int]]:
     """(rendered prompts, first token id of each probe's first answer as it continues the prompt)."""
     from workbench.concepts import render_prompt
-    from workbench.verify.probes import answer_continuation
+    from workbench.scoring import answer_continuation
     prompts = [render_prompt(model, p) for p in probes]
     ids = [model.tokenizer(answer_continuation(pr, p.answer), add_special_tokens=False)["input_ids"][0]
            for pr, p in zip(prompts, probes)]

@@ -180,7 +180,7 @@ def utility_before_after(model, edit, n_tokens: int = 4096, seq_len: int = 128, 
 def fluency(model, prompts: Sequence[str] = FLUENCY_PROMPTS, max_new_tokens: int = 32, n: int = 3) -> dict:
     """Greedy free generations: {"repetition": mean repeated-n-gram share, "entropy": mean token
     (unigram) entropy in bits, "samples": [text]} over token ids of the new text."""
-    from workbench.verify.probes import generate_batched
+    from workbench.scoring import generate_batched
     texts = generate_batched(model, list(prompts), max_new_tokens=max_new_tokens)
     toks = [model.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     k = max(len(toks), 1)
