@@ -21,7 +21,10 @@ PROBE_KEYS = ("prompt", "answers", "form")
 CONCEPT_KEYS = ("name", "subject", "redirect_to", "forget", "retain")
 
 
-class ConceptError(ValueError):
+from workbench.errors import WorkbenchError  # noqa: E402
+
+
+class ConceptError(WorkbenchError, ValueError):
     """Base class of the concept errors (bad files, unknown names)."""
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.paths import atomic_path, cache_dir, resolve_device, resolve_dtype
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(WorkbenchError, RuntimeError):
     """A model could not be loaded; the message says why and what to do."""
 
 
