@@ -49,28 +49,96 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return table[dtype]
 
 
+_TMP_TAG = ".wbtmp-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_temps(target: str | Path) -> list[Path]:
+    """Remove temporary siblings of `target` left by a writer that died (its pid is gone); returns them."""
+    target = Path(target)
+    removed = []
+    prefix = f".{target.name}{_TMP_TAG}"
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for sib in siblings:
+        if not sib.name.startswith(prefix):
+            continue
+        pid = sib.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if sib.is_dir() and not sib.is_symlink():
+                shutil.rmtree(sib, ignore_errors=True)
+            else:
+                sib.unlink(missing_ok=True)
+            removed.append(sib)
+    old = target.with_name(f".{target.name}.old")           # left by the older two-rename replace
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old)
+    return removed
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange)
+    return rc == 0
+
+
 @contextmanager
 def atomic_path(target: str | Path, is_dir: bool = False):
-    """Yield a temporary sibling path; on success move it onto `target` (write, then rename)."""
+    """Yield a temporary sibling path; on success move it onto `target` (write, then rename).
+
+    A folder replaces an existing folder with one atomic exchange (renameat2) where the OS has
+    it, else with two renames. Temporaries are named `.NAME.wbtmp-PID.*`; ones left by dead
+    processes are removed first. Folders get the same permissions as files (umask applied).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(target)
+    umask = os.umask(0)
+    os.umask(umask)
+    prefix = f".{target.name}{_TMP_TAG}{os.getpid()}."
     if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        if target.exists() and not target.is_dir():
+            raise FileExistsError(f"refusing to replace {target}: it is a file, not a folder")
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        os.chmod(tmp, 0o777 & ~umask)           # mkdtemp makes 0700; written folders should be ordinary
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        if target.is_dir():
+            raise IsADirectoryError(f"refusing to replace {target}: it is a folder")
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
         os.close(fd)
         tmp = Path(name)
-        umask = os.umask(0)
-        os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; written files should be ordinary
     try:
         yield tmp
         if is_dir and target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(tmp, target):          # tmp now holds the old folder
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                target.rename(old)
+                tmp.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
     except BaseException:
