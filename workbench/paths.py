@@ -25,16 +25,36 @@ def cache_dir(*parts: str) -> Path:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The one place that picks a device: explicit > `WORKBENCH_DEVICE` > cuda > mps > cpu."""
+    """The one place that picks a device: explicit > `WORKBENCH_DEVICE` > cuda > mps > cpu.
+
+    An explicit device that does not exist or is not available here is a DeviceError (one line).
+    """
+    from workbench.errors import DeviceError
+    source = "device"
     if device is None:
         device = os.environ.get("WORKBENCH_DEVICE")
+        source = "WORKBENCH_DEVICE"
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"{source} {str(device)!r} is not a device (cpu, cuda, cuda:N, mps or auto)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"{source} {str(device)!r}: no CUDA GPU is available here; use cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{source} {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError(f"{source} {str(device)!r}: MPS is not available here; use cpu (or auto)")
+    elif dev.type != "cpu":
+        raise DeviceError(f"{source} {str(device)!r}: the workbench runs on cpu, cuda or mps")
+    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -45,7 +65,8 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
              "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
     if dtype not in table:
-        raise ValueError(f"dtype={dtype!r} is not one of {sorted(table)}")
+        from workbench.errors import DeviceError
+        raise DeviceError(f"dtype={dtype!r} is not one of {sorted(table)}")
     return table[dtype]
 
 
