@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench.errors import UsageError
+
 
 def app_path() -> Path:
     """dashboards/app.py next to the workbench package (a source checkout or editable install)."""
@@ -24,9 +26,9 @@ def streamlit_command(host: str = "127.0.0.1", port: int = 8501, headless: bool 
 def cmd_dashboard(args) -> int:
     import importlib.util
     if importlib.util.find_spec("streamlit") is None:
-        raise ValueError("streamlit is not installed (pip install streamlit==1.67.0)")
+        raise UsageError("streamlit is not installed (pip install streamlit==1.67.0)")
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port {args.port}: not a TCP port")
+        raise UsageError(f"--port {args.port}: not a TCP port")
     env = dict(os.environ)
     if args.model:
         env["WORKBENCH_DASHBOARD_MODEL"] = args.model
