@@ -103,7 +103,7 @@ class SAEClampHook(HookEdit):
     def install(self, model) -> list:
         if not hasattr(model, "_hook_points"):
             raise TypeError("sae-clamp needs a workbench HookedModel (load_model(...)), not a bare module")
-        _ = self.handle                                   # load (and hash-check) before any forward
+        self.check_model(model)                           # load, hash-, site-, range- and width-check first
         with torch.no_grad():
             return model._hook_points(model.site(self.site), lambda act, _name: self.edited(act))
 
