@@ -31,6 +31,9 @@ def check_text(text: str, what: str) -> str:
 
 def _load(args):
     from workbench.models import load_model
+    from workbench.paths import resolve_device, resolve_dtype
+    resolve_device(getattr(args, "device", None))         # a bad --device / --dtype fails before the weights load
+    resolve_dtype(getattr(args, "dtype", None))
     return load_model(args.model, backend=getattr(args, "backend", "hf") or "hf",
                       dtype=getattr(args, "dtype", None), device=getattr(args, "device", None))
 

@@ -109,6 +109,8 @@ def parse_concepts(text: str, source: str = "<string>", allow_empty: bool = Fals
             raise ConceptFileError(f"nested more than {MAX_JSON_DEPTH} levels deep", None, source, lineno) from None
         except _LineError as e:
             raise ConceptFileError(e.reason, e.field, source, lineno) from None
+        except ValueError as e:                   # e.g. an integer of more than 4300 digits
+            raise ConceptFileError(f"invalid JSON: {e}", None, source, lineno) from None
         try:
             concept = Concept.from_dict(record)
         except ConceptFileError as e:

@@ -16,7 +16,8 @@ from workbench.concepts.schema import ConceptError, render_prompt
 
 MAX_PROMPT_CHARS = 20_000         # parse-time ceiling, generous: ~5k tokens of English
 MAX_ANSWER_CHARS = 2_000
-GENERATION_MARGIN = 64            # tokens left for the greedy continuation (scoring uses <= 64)
+GENERATION_MARGIN = 64            # tokens left for the greedy continuation (scoring uses <= 64);
+                                  # at most a quarter of the context (tiny test models have 64)
 _UNSET = 10 ** 9                  # transformers' "no limit" model_max_length is ~1e30
 
 
@@ -55,7 +56,7 @@ def _probe_sets(concept) -> Iterable[tuple[str, list]]:
         yield "fit.retain", list(getattr(fit, "retain", []) or [])
 
 
-def check_prompt_lengths(model, concepts, margin: int = GENERATION_MARGIN) -> None:
+def check_prompt_lengths(model, concepts, margin: int | None = None) -> None:
     """Raise PromptTooLongError for the first probe whose prompt + answer + margin exceed the context.
 
     `concepts`: a Concept, a list of them, or a list of Probes. Cheap: only prompts long enough
@@ -64,6 +65,8 @@ def check_prompt_lengths(model, concepts, margin: int = GENERATION_MARGIN) -> No
     ctx = context_length(model)
     if ctx is None:
         return
+    if margin is None:
+        margin = min(GENERATION_MARGIN, ctx // 4)
     if not isinstance(concepts, (list, tuple)):
         concepts = [concepts]
     items: list[tuple[str, str, str]] = []         # (where, prompt text, longest answer)

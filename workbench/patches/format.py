@@ -79,6 +79,10 @@ class PatchError(WorkbenchError, ValueError):
     """A patch that cannot be read, written or applied; the message is one line that says why."""
 
 
+class PatchLimitError(PatchError, LimitError):
+    """A patch beyond a resource limit (manifest size, tensors size, zip member size or ratio)."""
+
+
 def max_patch_bytes() -> int:
     """Ceiling on a patch's tensors file (`WORKBENCH_MAX_PATCH_BYTES`, default 4 GiB)."""
     raw = os.environ.get("WORKBENCH_MAX_PATCH_BYTES")
@@ -494,11 +498,11 @@ def _open(path: Path, max_bytes: int | None = None) -> tuple[dict, str, Any, int
         label = str(mpath)
         msize, tsize = mpath.stat().st_size, tpath.stat().st_size
         if msize > MAX_MANIFEST_BYTES:
-            raise LimitError(f"{label}: {msize:,} bytes, more than a manifest may hold ({MAX_MANIFEST_BYTES:,})")
+            raise PatchLimitError(f"{label}: {msize:,} bytes, more than a manifest may hold ({MAX_MANIFEST_BYTES:,})")
         manifest = _parse_manifest(mpath.read_bytes(), label)
         limit = _limit(manifest, label, max_bytes)
         if tsize > limit:
-            raise LimitError(f"{tpath}: {tsize:,} bytes, more than the manifest's shapes or the ceiling allow "
+            raise PatchLimitError(f"{tpath}: {tsize:,} bytes, more than the manifest's shapes or the ceiling allow "
                              f"({limit:,}; WORKBENCH_MAX_PATCH_BYTES)")
         with open(tpath, "rb") as fh:
             source = fh.read(limit + 1)
@@ -518,15 +522,15 @@ def _open(path: Path, max_bytes: int | None = None) -> tuple[dict, str, Any, int
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, label: str) -> bytes:
     if info.file_size > limit:
-        raise LimitError(f"{label}: member {info.filename} inflates to {info.file_size:,} bytes, more than "
+        raise PatchLimitError(f"{label}: member {info.filename} inflates to {info.file_size:,} bytes, more than "
                          f"the manifest's shapes or the ceiling allow ({limit:,}; WORKBENCH_MAX_PATCH_BYTES)")
     if info.file_size > (16 << 20) and info.file_size > 100 * max(info.compress_size, 1):
-        raise LimitError(f"{label}: member {info.filename} is compressed {info.file_size // max(info.compress_size, 1):,}:1 "
+        raise PatchLimitError(f"{label}: member {info.filename} is compressed {info.file_size // max(info.compress_size, 1):,}:1 "
                          "(a zip bomb?); patches store their tensors uncompressed")
     with zf.open(info) as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
-        raise LimitError(f"{label}: member {info.filename} inflates beyond {limit:,} bytes")
+        raise PatchLimitError(f"{label}: member {info.filename} inflates beyond {limit:,} bytes")
     return data
 
 
