@@ -760,6 +760,11 @@ def _load_refused_or_valid(folder: Path, model=None):
     except WorkbenchError as exc:
         assert str(exc) and "\n" not in str(exc), str(exc)
         patch = None
+    try:
+        text, problem = inspect_report(folder)              # inspect reads what load refuses: never a crash
+        assert (problem is None) == (patch is not None) or patch is None
+    except WorkbenchError as exc:
+        assert "\n" not in str(exc) and patch is None
     assert snapshot(folder.parent) == before
     if patch is not None and model is not None:
         saved = state(model)

@@ -712,14 +712,17 @@ def validate_manifest(m: dict, label: str = MANIFEST) -> None:
             raise PatchError(f"{label}: key {where}'keys' must map field names to tensor keys")
         if name not in fps:
             raise PatchError(f"{label}: key 'fingerprints' has no entry for touched tensor {name!r}")
+    for key in ("hyper", "provenance", "base_tensors"):
+        if m.get(key) is not None and not isinstance(m[key], dict):
+            raise PatchError(f"{label}: key {key!r} must be an object")
+    if m.get("delta_kinds") is not None and not (isinstance(m["delta_kinds"], list)
+                                                 and all(k in DELTA_KINDS for k in m["delta_kinds"])):
+        raise PatchError(f"{label}: key 'delta_kinds' must be a list of {DELTA_KINDS}")
     for name, info in (m.get("base_tensors") or {}).items():
         _match(name, _PARAM, label, "tensor name in 'base_tensors'")
         if not (isinstance(info, dict) and isinstance(info.get("shape"), list) and isinstance(info.get("dtype"), str)
                 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in info["shape"])):
             raise PatchError(f"{label}: key 'base_tensors'[{name!r}] needs a 'shape' list and a 'dtype' string")
-    for key in ("hyper", "provenance", "base_tensors"):
-        if m.get(key) is not None and not isinstance(m[key], dict):
-            raise PatchError(f"{label}: key {key!r} must be an object")
 
 
 _FIELDS = {"dense": ("delta",), "low_rank": ("A", "B"), "sparse": ("indices", "values"),
