@@ -534,6 +534,11 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
         {}["k"]
     except KeyError as exc:
         assert not is_user_error(exc)
+    from workbench.edits.base import hook_class
+    try:                                   # a deliberate check with a message, not yet a WorkbenchError
+        hook_class("nope")
+    except ValueError as exc:
+        assert is_user_error(exc)
 
 
 # ------------------------------------------------------------------ 7/8. hook (SAE clamp) patches

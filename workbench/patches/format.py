@@ -388,6 +388,15 @@ def _serialize(manifest: dict, tensors: dict[str, torch.Tensor]) -> tuple[bytes,
     return (json.dumps(manifest, indent=2, allow_nan=False) + "\n").encode("utf-8"), blob
 
 
+def _write_dir(folder: Path, manifest: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a patch's two files into an existing (temporary) folder; fills the checksums in `manifest`."""
+    manifest_bytes, blob = _serialize(manifest, tensors)
+    (folder / TENSORS).write_bytes(blob)
+    (folder / MANIFEST).write_bytes(manifest_bytes)
+    manifest.clear()
+    manifest.update(json.loads(manifest_bytes))
+
+
 def _is_zip_patch(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as zf:
@@ -445,7 +454,7 @@ def save_patch(edit: Edit, path: str | Path, model=None, base_model_id: str | No
         else:
             with atomic_path(target, is_dir=True) as tmp:
                 (tmp / TENSORS).write_bytes(blob)
-                (tmp / MANIFEST).write_bytes(manifest_bytes)
+                (tmp / MANIFEST).write_bytes(manifest_bytes)      # last: a folder with a manifest is complete
     except OSError as exc:
         raise PatchError(f"cannot write patch {target}: {exc}") from exc
     return target
