@@ -882,3 +882,18 @@ def test_property_concepts_round_trip(name, subject, prompt, answers, form):
     from workbench.concepts.files import dumps_concepts
     c = Concept(name, subject, [Probe(prompt, answers, form)], [Probe(prompt, answers)])
     assert parse_concepts(dumps_concepts([c]))[0].to_dict() == c.to_dict()
+
+
+@SETTINGS
+@given(key=st.text(max_size=12).filter(lambda k: "=" not in k), value=st.text(max_size=40) | json_values.map(json.dumps))
+def test_property_set_parser(key, value):
+    """`--set key=value`: a dict of finite JSON values (or strings), or one HyperParameterError line."""
+    from workbench.cli_more import _hyper
+    from workbench.errors import HyperParameterError
+    from workbench.patches.format import first_non_finite
+    try:
+        out = _hyper([f"{key}={value}"])
+    except HyperParameterError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert list(out) == [key.strip()] and first_non_finite(out) is None
