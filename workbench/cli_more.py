@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from workbench.errors import UsageError
@@ -130,8 +131,6 @@ def cmd_edit(args) -> int:
 
 def cmd_patch(args) -> int:
     from workbench import patches
-    import sys
-
     from workbench.patches.export import check_export_target
     if args.action == "inspect":
         text, problem = patches.inspect_report(args.patch)
