@@ -273,7 +273,8 @@ def test_nothing_left_behind_on_failure(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(patch_format, "save_file", boom)
+    monkeypatch.setattr(patch_format.Path, "write_bytes", boom)       # the folder's files
+    monkeypatch.setattr(patch_format.zipfile.ZipFile, "writestr", boom)  # the zip's members
     for name in ("p", "p.zip"):
         with pytest.raises(PatchError, match="disk full"):
             save_patch(edit, tmp_path / name, model=model)

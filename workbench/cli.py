@@ -1,6 +1,8 @@
 """`workbench …` command line: thin callers of library functions (docs/cli.md).
 
-Every command exits non-zero with a one-line reason on bad input.
+Every command exits non-zero with a one-line reason on bad input: a `WorkbenchError` (or a
+missing file, see `workbench.errors.is_user_error`) is printed as `workbench CMD: error: ...`
+and exits 2; any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -11,12 +13,27 @@ import sys
 from pathlib import Path
 
 
-class CLIError(Exception):
+from workbench.errors import UsageError
+
+
+class CLIError(UsageError):
     """Bad input detected by the CLI itself."""
+
+
+def check_text(text: str, what: str) -> str:
+    """A non-empty argument that is encodable text (argv may carry undecodable bytes as lone surrogates)."""
+    if not text or not text.strip():
+        raise UsageError(f"{what}: give some text (it is empty)")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise UsageError(f"{what}: not valid UTF-8 text (it holds undecodable bytes / lone surrogates)")
+    return text
 
 
 def _load(args):
     from workbench.models import load_model
+    from workbench.paths import resolve_device, resolve_dtype
+    resolve_device(getattr(args, "device", None))         # a bad --device / --dtype fails before the weights load
+    resolve_dtype(getattr(args, "dtype", None))
     return load_model(args.model, backend=getattr(args, "backend", "hf") or "hf",
                       dtype=getattr(args, "dtype", None), device=getattr(args, "device", None))
 
@@ -47,7 +64,15 @@ def cmd_info(args) -> int:
 
 
 def cmd_lens(args) -> int:
+    check_text(args.prompt, "prompt")
+    if args.answer is not None:
+        check_text(args.answer, "--answer")
+    if args.k < 1:
+        raise UsageError(f"-k {args.k}: must be at least 1")
     model = _load(args)
+    from workbench.concepts.limits import check_prompt_lengths
+    from workbench.concepts.schema import Probe
+    check_prompt_lengths(model, [Probe(args.prompt, [args.answer or "x"], "chat" if args.chat else "completion")])
     prompt = model.chat(args.prompt) if args.chat else args.prompt
     lens = model.logit_lens(prompt, k=args.k, answer=args.answer)
     print(lens.table())
@@ -116,16 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from workbench.errors import USER_ERRORS
+    from workbench.errors import is_user_error, one_line
     try:
         return COMMANDS[args.command](args) or 0
-    except USER_ERRORS as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"workbench {args.command}: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise                                   # a bug: keep the traceback
+        print(f"workbench {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ subject, redirect_to = guide, extra keys `erase`, `guide`, `preserve`).
 """
 from __future__ import annotations
 
+from workbench.errors import UsageError
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -33,7 +34,7 @@ def _spec(args):
     from workbench.diffusion.uce import ErasureSpec, spec_from_concept
     if getattr(args, "concepts", None):
         if not args.concept:
-            raise ValueError("--concepts needs --concept NAME")
+            raise UsageError("--concepts needs --concept NAME")
         from workbench.concepts import get_concept, load_builtin, read_concepts
         concepts = load_builtin() if args.concepts == "builtin" else read_concepts(args.concepts)
         spec = spec_from_concept(get_concept(concepts, args.concept),
@@ -41,7 +42,7 @@ def _spec(args):
         return spec
     erase = _split(args.erase)
     if not erase:
-        raise ValueError("give --erase CONCEPT (or --concepts FILE --concept NAME)")
+        raise UsageError("give --erase CONCEPT (or --concepts FILE --concept NAME)")
     return ErasureSpec(erase=erase, guide=args.guide if args.guide is not None else "", preserve=_split(args.preserve))
 
 
@@ -110,7 +111,7 @@ def cmd_edit(args) -> int:
         known = {"site", "width", "k", "steps", "n_features", "scale", "gate", "margin", "seed"}
         bad = sorted(set(hyper) - known)
         if bad:
-            raise ValueError(f"unknown hyper-parameter(s) {bad} for sae-clamp; known: {sorted(known)}")
+            raise UsageError(f"unknown hyper-parameter(s) {bad} for sae-clamp; known: {sorted(known)}")
         with Timer() as t:
             clamp = fit_sae_clamp(model, spec.erase, spec.preserve, progress=True, **hyper)
         print(f"sae-clamp: {len(clamp.features)} feature(s) at {clamp.site} in {t.seconds:.1f}s "
@@ -137,7 +138,7 @@ def cmd_edit(args) -> int:
         with Timer() as t:
             edit = rece_edit(model, spec, cfg)
     else:
-        raise ValueError(f"unknown diffusion edit {args.method!r}; use uce, rece or sae-clamp")
+        raise UsageError(f"unknown diffusion edit {args.method!r}; use uce, rece or sae-clamp")
     edit.edit_seconds = t.seconds
     edit.seed = cfg.seed
     print(f"{args.method}: {len(edit.deltas)} matrices, {edit.params_changed():,} parameters, {t.seconds:.2f}s")

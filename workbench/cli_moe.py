@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from workbench.errors import UsageError
+
 
 def cmd_build_moe(args) -> int:
     from workbench.models.synthetic import build_synthetic
@@ -53,11 +55,11 @@ def cmd_world_concepts(args) -> int:
     folder = Path(args.model)
     world = World.load(folder / "world.json")
     if args.entities < 1:
-        raise ValueError(f"--entities {args.entities}: must be >= 1")
+        raise UsageError(f"--entities {args.entities}: must be >= 1")
     model = load_model(str(folder), device=args.device)
     names = known_entities(model, world, args.entities, min_acc=args.min_acc)
     if len(names) < args.entities:
-        raise ValueError(f"{folder}: the model knows only {len(names)} entities with completion accuracy >= "
+        raise UsageError(f"{folder}: the model knows only {len(names)} entities with completion accuracy >= "
                          f"{args.min_acc} (asked for {args.entities}); lower --min-acc or --entities")
     records = concepts_for(world, names, n_retain_entities=args.retain_entities, seed=args.seed)
     concepts = [Concept.from_dict(r) for r in records]

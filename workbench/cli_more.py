@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+from workbench.errors import UsageError
 
 
 def _concepts(path: str):
@@ -24,6 +27,7 @@ def cmd_concepts_check(args) -> int:
     from workbench.verify.probes import check_concepts, format_check_table
     concepts = _concepts(args.concepts)
     model = _load(args)
+    _check_lengths(model, concepts)
     rows = check_concepts(model, concepts, threshold=args.threshold)
     print(format_check_table(rows))
     unknown = [r["concept"] for r in rows if not r["known"]]
@@ -41,6 +45,7 @@ def cmd_locate(args) -> int:
     from workbench.paths import write_json
     concept = _concept(args)
     model = _load(args)
+    _check_lengths(model, concept)
     kinds = tuple(k.strip() for k in args.kinds.split(","))
     report = locate(model, concept, kinds=kinds, trace_probes=args.trace_probes, sae=args.sae)
     print(report.summary())
@@ -52,28 +57,66 @@ def cmd_locate(args) -> int:
 
 
 def _hyper(items: list[str]) -> dict:
+    """`--set key=value` items -> {key: value}: the value as JSON when it parses (numbers, lists,
+    true/false/null), else the plain string; NaN / Infinity and overflowing numbers are refused."""
+    import math
+
+    from workbench.errors import HyperParameterError
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key=value")
+            raise HyperParameterError(f"--set {item!r}: expected key=value")
         key, value = item.split("=", 1)
+        if not key.strip().isidentifier():
+            raise HyperParameterError(f"--set {item!r}: {key!r} is not a hyper-parameter name")
+        if value.strip().lstrip("+-").lower() in ("nan", "inf", "infinity"):
+            raise HyperParameterError(f"--set {item!r}: not a finite number")
         try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
+            parsed = json.loads(value, parse_constant=lambda c: math.nan)
+        except (json.JSONDecodeError, RecursionError):
+            parsed = value
+        from workbench.patches.format import first_non_finite
+        if first_non_finite(parsed) is not None:
+            raise HyperParameterError(f"--set {item!r}: not a finite number")
+        out[key.strip()] = parsed
     return out
+
+
+def _check_lengths(model, concepts) -> None:
+    from workbench.concepts.limits import check_prompt_lengths
+    check_prompt_lengths(model, concepts)
+
+
+def _read_report(path: str):
+    from workbench.locate import LocalizationReport
+    from workbench.patches.format import strict_json
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--report {path}: cannot read it ({exc.strerror or exc})") from None
+    data = strict_json(raw, f"--report {path}", error=UsageError)
+    try:
+        return LocalizationReport.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"--report {path}: not a LocalizationReport from `workbench locate` "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def cmd_edit(args) -> int:
     from workbench.edits import fit_edit, get_method
     from workbench.locate import LocalizationReport
-    get_method(args.method).config_cls.from_dict(_hyper(args.set))   # fail fast: name, unknown or mistyped hyper
+    from workbench.patches.format import check_patch_target
+    method = get_method(args.method)                           # fail fast on a bad name
+    hyper = _hyper(args.set)
+    method.config_cls.from_dict(hyper)                          # ...and on bad hyper-parameters
+    check_patch_target(args.out)                                # ...and on an --out that may not be written
     concept = _concept(args)
-    model = _load(args)
     report = None
     if args.report:
-        report = LocalizationReport.from_dict(json.loads(Path(args.report).read_text()))
-    edit = fit_edit(args.method, model, concept, report, **_hyper(args.set))
+        report = _read_report(args.report)
+    model = _load(args)
+    _check_lengths(model, concept)
+    edit = fit_edit(args.method, model, concept, report, **hyper)
     print(f"{args.method} on {concept.name!r}: {len(edit.deltas)} tensor(s), {edit.params_changed():,} parameters, "
           f"{edit.edit_seconds:.2f} s")
     if args.verify:
@@ -89,11 +132,19 @@ def cmd_edit(args) -> int:
 
 def cmd_patch(args) -> int:
     from workbench import patches
+    from workbench.patches.export import check_export_target
     if args.action == "inspect":
-        print(patches.inspect_patch(args.patch))
+        text, problem = patches.inspect_report(args.patch)
+        print(text)
+        if problem:
+            print(f"workbench patch: error: {args.patch}: {problem}", file=sys.stderr)
+            return 1
         return 0
     if not args.model or not args.out:
-        raise ValueError(f"patch {args.action} needs --model and --out")
+        raise UsageError(f"patch {args.action} needs --model and --out")
+    if args.action in ("apply", "export"):                  # before the model is loaded
+        check_export_target(args.out, args.format if args.action == "export" else "hf", source=args.model)
+        patches.load_patch(args.patch)                      # and before it is loaded: a bad patch fails fast
     if args.action == "apply":
         folder = Path(args.model)
         if folder.is_dir():
@@ -117,10 +168,10 @@ def cmd_patch(args) -> int:
         return 0
     if args.action == "revert":
         from workbench.patches.revert import revert_folder
-        out, exact = revert_folder(args.patch, args.model, args.out)
+        out, exact = revert_folder(args.patch, args.model, args.out, unverified=args.unverified)
         print(f"reverted -> {out} ({'bit-exact: fingerprints match the base' if exact else 'fingerprints differ from the base (rounding); load the base checkpoint for a bit-exact original'})")
         return 0
-    raise ValueError(f"unknown patch action {args.action!r}")
+    raise UsageError(f"unknown patch action {args.action!r}")
 
 
 def cmd_demo(args) -> int:
@@ -182,6 +233,8 @@ def register(sub, commands) -> None:
     p.add_argument("--model", default=None, help="base model (embedded name, folder, .gguf)")
     p.add_argument("--out", default=None)
     p.add_argument("--format", default="hf", choices=["hf", "peft"])
+    p.add_argument("--unverified", action="store_true",
+                   help="revert: subtract even when the checkpoint cannot be checked against patched_fingerprints")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
     commands["patch"] = cmd_patch

@@ -1,6 +1,7 @@
 """CLI: `workbench sae train|info|features` (thin callers of workbench.sae and workbench.locate.sae)."""
 from __future__ import annotations
 
+from workbench.errors import UsageError
 
 
 def _load(args):
@@ -14,9 +15,9 @@ def _ints(text: str | None, what: str) -> list[int] | None:
     try:
         values = [int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{what} must be an integer or a comma-separated list of integers, got {text!r}") from None
+        raise UsageError(f"{what} must be an integer or a comma-separated list of integers, got {text!r}") from None
     if not values or any(v <= 0 for v in values):
-        raise ValueError(f"{what} must be positive, got {text!r}")
+        raise UsageError(f"{what} must be positive, got {text!r}")
     return values
 
 
@@ -27,12 +28,12 @@ def cmd_sae_train(args) -> int:
     hooks = args.hook or [train.default_site(model)]
     for h in hooks:
         if model.site(h).is_weight:
-            raise ValueError(f"--hook {h!r} is a weight, not an activation site")
+            raise UsageError(f"--hook {h!r} is a weight, not an activation site")
     cfg = train.SAETrainConfig(width=widths[0], k=args.k, tokens=args.tokens, epochs=args.epochs, lr=args.lr,
                                batch_size=args.batch_size, seed=args.seed, source=args.source)
     if args.runner == "sae-lens":
         if len(hooks) != 1 or len(widths) != 1:
-            raise ValueError("--runner sae-lens trains one SAE: give one --hook and one --width")
+            raise UsageError("--runner sae-lens trains one SAE: give one --hook and one --width")
         records = [train.train_with_runner(model, hooks[0], args.out, cfg)]
     else:
         records = train.train_from_cache(model, hooks, widths, args.out, cfg)

@@ -1,7 +1,7 @@
 """CLI sub-commands `verify` (a patch against its concept) and `bench` (methods x concepts)."""
 from __future__ import annotations
 
-import json
+from workbench.errors import UsageError
 
 
 def _concepts(path: str):
@@ -19,13 +19,14 @@ def _hyper(text: str | None, methods: list[str]) -> dict:
     if not text:
         return {}
     from pathlib import Path
-    raw = Path(text).read_text() if not text.lstrip().startswith("{") else text
-    try:
-        d = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--hyper: not valid JSON ({exc.msg})") from None
+    from workbench.patches.format import strict_json
+    raw = Path(text).read_bytes() if not text.lstrip().startswith("{") else text
+    d = strict_json(raw, "--hyper", error=UsageError)
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
-        raise ValueError('--hyper must be a JSON object {"method": {"key": value}}')
+        raise UsageError('--hyper must be a JSON object {"method": {"key": value}}')
+    from workbench.edits import get_method
+    for m, h in d.items():
+        get_method(m).config_cls.from_dict(h)       # unknown / wrong-type / non-finite: before any work
     return d
 
 
@@ -39,6 +40,8 @@ def cmd_verify(args) -> int:
     concept = get_concept(_concepts(args.concepts), args.concept)
     patch = load_patch(args.patch)                      # checksum verified here
     model = _load(args)
+    from workbench.concepts.limits import check_prompt_lengths
+    check_prompt_lengths(model, concept)
     check_base(patch, model)                            # fingerprints: refuse a wrong base model
     edit = patch.new_edit()
     result = verify_edit(model, concept, edit, max_new_tokens=args.max_new_tokens,
@@ -75,7 +78,7 @@ def cmd_bench(args) -> int:
     from workbench.verify.bench import format_table, run_bench
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
-        raise ValueError("--methods: give at least one method name")
+        raise UsageError("--methods: give at least one method name")
     for m in methods:
         get_method(m)                                   # fail fast, before loading the model
     from workbench.concepts.splits import select_split
@@ -84,6 +87,8 @@ def cmd_bench(args) -> int:
     concepts = select_split(concepts, args.split, source=args.concepts)      # before loading the model
     hyper = _hyper(args.hyper, methods)
     model = _load(args)
+    from workbench.concepts.limits import check_prompt_lengths
+    check_prompt_lengths(model, concepts)
     verify = {"relearn": args.relearn, "fluency": args.fluency, "max_new_tokens": args.max_new_tokens}
     doc = run_bench(model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
                     verify=verify, utility_tokens=args.utility_tokens, split=args.split)

@@ -4,6 +4,8 @@ The masked edit itself is `workbench edit wagle MODEL ... --set mask=wagle|rando
 """
 from __future__ import annotations
 
+from workbench.errors import UsageError
+
 
 def _concept(args):
     from workbench.cli_more import _concept as concept
@@ -36,7 +38,7 @@ def cmd_wagle(args) -> int:
     from workbench.locate.masks import top_fraction
     from workbench.locate.weights import attribution_scores
     if args.wagle_cmd == "mask" and not 0.0 <= args.sparsity <= 1.0:
-        raise ValueError(f"--sparsity must be in [0, 1] (got {args.sparsity})")
+        raise UsageError(f"--sparsity must be in [0, 1] (got {args.sparsity})")
     concept = _concept(args)
     model = _load(args)
     ws = attribution_scores(model, concept, method=args.method, mu=args.mu, params=args.params, seed=args.seed)

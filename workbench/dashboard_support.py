@@ -141,7 +141,23 @@ def generate_pair(model, prompt: str, edit=None, max_new_tokens: int = 24) -> di
 
 
 # ---------------------------------------------------------------------------- concepts
-def concept_from_form(name: str, subject: str, redirect_to: str, forget: list[dict], retain: list[dict]):
+def check_concept_prompts(concepts, model=None, source: str = "concept") -> None:
+    """The dashboard's prompt limits for concepts from any source (form, pasted or uploaded file):
+    every prompt at most MAX_PROMPT_CHARS characters, and (with a model) within its context."""
+    from workbench.concepts.schema import ConceptFileError
+    for c in concepts:
+        for part in ("forget", "retain"):
+            for i, p in enumerate(getattr(c, part)):
+                if len(p.prompt) > MAX_PROMPT_CHARS:
+                    raise ConceptFileError(f"{len(p.prompt):,} characters is over the dashboard's limit of "
+                                           f"{MAX_PROMPT_CHARS:,}", f"concept {c.name!r}: {part}[{i}].prompt", source)
+    if model is not None:
+        from workbench.concepts.limits import check_prompt_lengths
+        check_prompt_lengths(model, list(concepts))
+
+
+def concept_from_form(name: str, subject: str, redirect_to: str, forget: list[dict], retain: list[dict],
+                      model=None):
     """A Concept from the form editor's fields; rows with an empty prompt are dropped, answers are
     comma- or '|'-separated. Raises ConceptFileError naming the field (e.g. 'forget[1].answers')."""
     from workbench.concepts.schema import Concept
@@ -164,7 +180,9 @@ def concept_from_form(name: str, subject: str, redirect_to: str, forget: list[di
     d = {"name": name.strip(), "subject": subject, "forget": probes(forget), "retain": probes(retain)}
     if redirect_to and redirect_to.strip():
         d["redirect_to"] = redirect_to.strip()
-    return Concept.from_dict(d)
+    concept = Concept.from_dict(d)
+    check_concept_prompts([concept], model, "form")
+    return concept
 
 
 def concept_rows(concept) -> tuple[list[dict], list[dict]]:
@@ -173,10 +191,13 @@ def concept_rows(concept) -> tuple[list[dict], list[dict]]:
     return [row(p) for p in concept.forget], [row(p) for p in concept.retain]
 
 
-def parse_concept_text(text: str, source: str = "pasted concept file"):
-    """Concepts from JSON Lines text; errors name the source, line and field."""
+def parse_concept_text(text: str | bytes, source: str = "pasted concept file", model=None):
+    """Concepts from JSON Lines text or uploaded bytes; errors name the source, line and field.
+    The same prompt limits as the form editor apply (`check_concept_prompts`)."""
     from workbench.concepts.files import parse_concepts
-    return parse_concepts(text, source=source)
+    concepts = parse_concepts(text, source=source)
+    check_concept_prompts(concepts, model, source)
+    return concepts
 
 
 # ---------------------------------------------------------------------------- locate

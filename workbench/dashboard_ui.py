@@ -30,13 +30,14 @@ def default_model() -> str:
 def inline_errors(what: str = ""):
     """Show any failure as a one-line st.error (never a traceback); the page goes on rendering."""
     from workbench.dashboard_support import one_line
-    from workbench.errors import USER_ERRORS
+    from workbench.errors import is_user_error
     try:
         yield
-    except USER_ERRORS as exc:
-        st.error(f"{what}{': ' if what else ''}{one_line(exc)}", icon="⚠️")
     except Exception as exc:                              # noqa: BLE001 — shown, never a traceback
-        st.error(f"{what}{': ' if what else ''}{type(exc).__name__}: {one_line(exc)}", icon="🛑")
+        if is_user_error(exc):                            # bad input: its one-line message
+            st.error(f"{what}{': ' if what else ''}{one_line(exc)}", icon="⚠️")
+        else:                                             # a bug: named by its type
+            st.error(f"{what}{': ' if what else ''}{type(exc).__name__}: {one_line(exc)}", icon="🛑")
 
 
 def model():

@@ -115,32 +115,53 @@ def read_bench(data: bytes | str, source: str = "benchmark JSON") -> dict:
 
 
 # ---------------------------------------------------------------------------- patches
+UPLOAD_MAX_MB = 64                  # `workbench dashboard` sets server.maxUploadSize to this
+PATCH_MAX_BYTES = 1 << 30           # an uploaded patch may inflate to at most this much
+
+
+def download_name(text: str | None, suffix: str) -> str:
+    """A safe file name for a download (letters, digits, `-`, `_`, `.`; never a path)."""
+    import re
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", text or "").strip("_")[:60] or "concept"
+    return f"{slug}{suffix}"
+
+
 def patch_bytes(edit, model, result: dict | None = None) -> bytes:
-    """The edit as a patch .zip (manifest + tensors), in memory, for a download button."""
+    """The edit as a patch .zip (manifest + tensors), in memory, for a download button.
+
+    The temporary file has a fixed name: no string from the edit (its method, its concept)
+    ever becomes part of a path.
+    """
     if result is not None:
         edit.report = result
     with tempfile.TemporaryDirectory() as tmp:
-        path = edit.save(Path(tmp) / f"{edit.method}.zip", model=model)
+        path = edit.save(Path(tmp) / "patch.zip", model=model)
         return Path(path).read_bytes()
 
 
-def read_patch_upload(data: bytes, name: str = "upload.zip") -> tuple[Any, str]:
-    """Load an uploaded patch .zip: (Patch, inspect text). Checksum verified; PatchError if bad."""
+def read_patch_upload(data: bytes, name: str = "upload.zip", max_bytes: int = PATCH_MAX_BYTES) -> tuple[Any, str]:
+    """Load an uploaded patch .zip: (Patch, inspect text). Checksums verified, members bounded
+    (`max_bytes`); PatchError if bad. The upload is written under a fixed name in a private
+    temporary folder, whatever the uploaded file was called."""
     from workbench.patches import PatchError, inspect_patch, load_patch
     if not data:
         raise PatchError(f"{name}: empty file")
+    if len(data) > UPLOAD_MAX_MB << 20:
+        raise PatchError(f"{name}: {len(data):,} bytes, more than the upload limit of {UPLOAD_MAX_MB} MB")
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise PatchError(f"{name}: not a .zip patch (manifest.json + tensors.safetensors)")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / (Path(name).name if name.endswith(".zip") else "patch.zip")
+        path = Path(tmp) / "upload.zip"
         path.write_bytes(data)
         try:
-            patch = load_patch(path)
-            text = inspect_patch(path)
+            patch = load_patch(path, max_bytes=max_bytes)
+            text = inspect_patch(path, max_bytes=max_bytes)
         except zipfile.BadZipFile as exc:                 # a damaged archive (e.g. a CRC error)
             raise PatchError(f"{name}: damaged .zip ({exc})") from None
+        except PatchError as exc:
+            raise PatchError(str(exc).replace(str(path), name)) from None
     patch.path = None
-    return patch, text
+    return patch, text.replace(str(path), name)
 
 
 def check_patch(patch, model) -> None:

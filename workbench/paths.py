@@ -25,16 +25,36 @@ def cache_dir(*parts: str) -> Path:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The one place that picks a device: explicit > `WORKBENCH_DEVICE` > cuda > mps > cpu."""
+    """The one place that picks a device: explicit > `WORKBENCH_DEVICE` > cuda > mps > cpu.
+
+    An explicit device that does not exist or is not available here is a DeviceError (one line).
+    """
+    from workbench.errors import DeviceError
+    source = "device"
     if device is None:
         device = os.environ.get("WORKBENCH_DEVICE")
+        source = "WORKBENCH_DEVICE"
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"{source} {str(device)!r} is not a device (cpu, cuda, cuda:N, mps or auto)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"{source} {str(device)!r}: no CUDA GPU is available here; use cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{source} {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError(f"{source} {str(device)!r}: MPS is not available here; use cpu (or auto)")
+    elif dev.type != "cpu":
+        raise DeviceError(f"{source} {str(device)!r}: the workbench runs on cpu, cuda or mps")
+    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -45,32 +65,101 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
              "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
     if dtype not in table:
-        raise ValueError(f"dtype={dtype!r} is not one of {sorted(table)}")
+        from workbench.errors import DeviceError
+        raise DeviceError(f"dtype={dtype!r} is not one of {sorted(table)}")
     return table[dtype]
+
+
+_TMP_TAG = ".wbtmp-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_temps(target: str | Path) -> list[Path]:
+    """Remove temporary siblings of `target` left by a writer that died (its pid is gone); returns them."""
+    target = Path(target)
+    removed = []
+    prefix = f".{target.name}{_TMP_TAG}"
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for sib in siblings:
+        if not sib.name.startswith(prefix):
+            continue
+        pid = sib.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if sib.is_dir() and not sib.is_symlink():
+                shutil.rmtree(sib, ignore_errors=True)
+            else:
+                sib.unlink(missing_ok=True)
+            removed.append(sib)
+    old = target.with_name(f".{target.name}.old")           # left by the older two-rename replace
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old)
+    return removed
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange)
+    return rc == 0
 
 
 @contextmanager
 def atomic_path(target: str | Path, is_dir: bool = False):
-    """Yield a temporary sibling path; on success move it onto `target` (write, then rename)."""
+    """Yield a temporary sibling path; on success move it onto `target` (write, then rename).
+
+    A folder replaces an existing folder with one atomic exchange (renameat2) where the OS has
+    it, else with two renames. Temporaries are named `.NAME.wbtmp-PID.*`; ones left by dead
+    processes are removed first. Folders get the same permissions as files (umask applied).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(target)
+    umask = os.umask(0)
+    os.umask(umask)
+    prefix = f".{target.name}{_TMP_TAG}{os.getpid()}."
     if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        if target.exists() and not target.is_dir():
+            raise FileExistsError(f"refusing to replace {target}: it is a file, not a folder")
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        os.chmod(tmp, 0o777 & ~umask)           # mkdtemp makes 0700; written folders should be ordinary
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        if target.is_dir():
+            raise IsADirectoryError(f"refusing to replace {target}: it is a folder")
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
         os.close(fd)
         tmp = Path(name)
-        umask = os.umask(0)
-        os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; written files should be ordinary
     try:
         yield tmp
         if is_dir and target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(tmp, target):          # tmp now holds the old folder
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                target.rename(old)
+                tmp.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
     except BaseException:

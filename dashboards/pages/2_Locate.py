@@ -45,7 +45,7 @@ elif source == "form editor":
         if st.form_submit_button("Use this concept"):
             with ui.inline_errors("concept"):
                 concept = ds.concept_from_form(name, subject, redirect, forget.to_dict("records"),
-                                               retain.to_dict("records"))
+                                               retain.to_dict("records"), model=model)
                 st.session_state.update(concept=concept, concept_from="form")
                 for key in ("report", "edit", "verify_result"):
                     st.session_state.pop(key, None)
@@ -57,9 +57,9 @@ else:
                         placeholder='{"name": "…", "subject": "…", "forget": [...], "retain": [...]}')
     if st.button("Read concepts"):
         with ui.inline_errors("concept file"):
-            data = upload.getvalue().decode("utf-8") if upload is not None else text
+            data = upload.getvalue() if upload is not None else text
             label = upload.name if upload is not None else "pasted concept file"
-            st.session_state["file_concepts"] = {c.name: c for c in ds.parse_concept_text(data, label)}
+            st.session_state["file_concepts"] = {c.name: c for c in ds.parse_concept_text(data, label, model=model)}
     pool = st.session_state.get("file_concepts")
     if pool:
         name = st.selectbox("Concept from the file", list(pool), key="file_concept")

@@ -18,7 +18,7 @@ else:
     with ui.inline_errors("export"):
         data = dv.patch_bytes(edit, model, st.session_state.get("verify_result"))
         st.download_button(f"Download {edit.method} patch (.zip, {len(data) / 1024:.1f} KB)", data,
-                           file_name=f"{(edit.concept or 'concept').replace(' ', '_')}.{edit.method}.patch.zip",
+                           file_name=dv.download_name(f"{edit.concept or 'concept'}.{edit.method}", ".patch.zip"),
                            mime="application/zip", key="download_patch")
         st.caption("manifest.json + tensors.safetensors; the verification result is included when run")
 
@@ -31,7 +31,8 @@ if st.button("Read patch"):
             patch, text = dv.read_patch_upload(upload.getvalue(), upload.name)
         elif path.strip():
             from workbench.patches import inspect_patch, load_patch
-            patch, text = load_patch(path.strip()), inspect_patch(path.strip())
+            patch = load_patch(path.strip(), max_bytes=dv.PATCH_MAX_BYTES)
+            text = inspect_patch(path.strip(), max_bytes=dv.PATCH_MAX_BYTES)
         else:
             raise ValueError("upload a patch or give its path")
         st.session_state["patch"] = (patch, text)

@@ -3,30 +3,114 @@
 Every malformed line is an error that names the file, the 1-based line and the field
 (`concepts.jsonl:3: forget[1].answers: must be a non-empty list of non-empty strings`); nothing
 is skipped except blank lines. Writing is atomic (write a sibling, then rename).
+
+Lines are split on "\n" only (a JSON string may hold U+2028, U+2029 or U+0085 verbatim; a
+trailing "\r" is tolerated), a leading UTF-8 BOM is ignored, and hostile input is bounded: at
+most `MAX_FILE_BYTES` per file, `MAX_LINE_CHARS` per line, `MAX_JSON_DEPTH` levels of nesting,
+`MAX_PROMPT_CHARS` per prompt and `MAX_ANSWER_CHARS` per answer, no NaN / Infinity, no
+duplicate keys and no lone surrogates (which no tokenizer can encode).
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Iterable
 
+from workbench.concepts.limits import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
 from workbench.concepts.schema import Concept, ConceptFileError, ConceptNotFoundError
 from workbench.paths import atomic_path
+
+MAX_FILE_BYTES = 64 << 20
+MAX_LINE_CHARS = 4 << 20
+MAX_JSON_DEPTH = 32
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
 
+class _LineError(Exception):
+    def __init__(self, reason: str, field: str | None = None):
+        self.reason, self.field = reason, field
+
+
+def _reject_constant(name: str):
+    raise _LineError(f"invalid JSON: {name} is not a number JSON allows")
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _LineError(f"invalid JSON: duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _check_record(record) -> None:
+    """Depth, finite numbers, no lone surrogates, and the prompt / answer ceilings (iterative)."""
+    stack = [(record, "", 1)]
+    while stack:
+        o, where, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _LineError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(o, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k), depth + 1) for k, v in o.items())
+            for k in o:
+                if any(0xD800 <= ord(ch) <= 0xDFFF for ch in k):
+                    raise _LineError("key holds a lone surrogate (not encodable text)", where or None)
+        elif isinstance(o, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(o))
+        elif isinstance(o, float) and not math.isfinite(o):
+            raise _LineError("must be a finite number", where or None)
+        elif isinstance(o, str):
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in o):
+                raise _LineError("holds a lone surrogate (\\ud800-\\udfff), which is not encodable text", where or None)
+            leaf = where.rsplit(".", 1)[-1]
+            if leaf == "prompt" and len(o) > MAX_PROMPT_CHARS:
+                raise _LineError(f"{len(o):,} characters, more than the limit of {MAX_PROMPT_CHARS:,}", where)
+            if ".answers[" in where and len(o) > MAX_ANSWER_CHARS:
+                raise _LineError(f"{len(o):,} characters, more than the limit of {MAX_ANSWER_CHARS:,}", where)
+
+
+def _lines(text: str):
+    """(1-based line number, line) split on "\n" only; a trailing "\r" is dropped."""
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        yield lineno, line[:-1] if line.endswith("\r") else line
+
+
 def parse_concepts(text: str, source: str = "<string>", allow_empty: bool = False) -> list[Concept]:
     """Parse JSON Lines text into concepts; `source` is the name used in error messages."""
+    if isinstance(text, (bytes, bytearray)):
+        if len(text) > MAX_FILE_BYTES:
+            raise ConceptFileError(f"{len(text):,} bytes, more than a concept file may hold ({MAX_FILE_BYTES:,})",
+                                   None, source)
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConceptFileError(f"not UTF-8 text ({e.reason} at byte {e.start})", None, source) from None
+    if len(text) > MAX_FILE_BYTES:
+        raise ConceptFileError(f"{len(text):,} characters, more than a concept file may hold ({MAX_FILE_BYTES:,})",
+                               None, source)
+    text = text.removeprefix("\ufeff")
     concepts: list[Concept] = []
     first_line: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for lineno, line in _lines(text):
+        if not line.strip(" \t\r\f\v"):
             continue
+        if len(line) > MAX_LINE_CHARS:
+            raise ConceptFileError(f"line of {len(line):,} characters, more than {MAX_LINE_CHARS:,}", None,
+                                   source, lineno)
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+            _check_record(record)
         except json.JSONDecodeError as e:
             raise ConceptFileError(f"invalid JSON: {e.msg} (column {e.colno})", None, source, lineno) from None
+        except RecursionError:
+            raise ConceptFileError(f"nested more than {MAX_JSON_DEPTH} levels deep", None, source, lineno) from None
+        except _LineError as e:
+            raise ConceptFileError(e.reason, e.field, source, lineno) from None
+        except ValueError as e:                   # e.g. an integer of more than 4300 digits
+            raise ConceptFileError(f"invalid JSON: {e}", None, source, lineno) from None
         try:
             concept = Concept.from_dict(record)
         except ConceptFileError as e:
@@ -45,14 +129,19 @@ def read_concepts(path: str | Path, allow_empty: bool = False) -> list[Concept]:
     """Read and validate a concept file; raises ConceptFileError (file, line, field) on any problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if path.is_file() and size > MAX_FILE_BYTES:
+            raise ConceptFileError(f"{size:,} bytes, more than a concept file may hold ({MAX_FILE_BYTES:,})",
+                                   None, str(path))
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConceptFileError("no such concept file", None, str(path)) from None
     except IsADirectoryError:
         raise ConceptFileError("is a directory, not a concept file", None, str(path)) from None
-    except UnicodeDecodeError as e:
-        raise ConceptFileError(f"not UTF-8 text ({e.reason} at byte {e.start})", None, str(path)) from None
-    return parse_concepts(text, source=str(path), allow_empty=allow_empty)
+    except PermissionError:
+        raise ConceptFileError("cannot be read (permission denied)", None, str(path)) from None
+    return parse_concepts(data, source=str(path), allow_empty=allow_empty)
 
 
 def dumps_concepts(concepts: Iterable[Concept]) -> str:

@@ -47,7 +47,10 @@ SPLITS = ("dev", "test")
 FIT_KEYS = ("forget", "retain", "source")
 
 
-class ConceptError(ValueError):
+from workbench.errors import WorkbenchError  # noqa: E402
+
+
+class ConceptError(WorkbenchError, ValueError):
     """Base class of the concept errors (bad files, unknown names)."""
 
 

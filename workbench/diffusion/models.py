@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from workbench.errors import WorkbenchError
 from workbench.paths import atomic_path, cache_dir, resolve_device
 
 TINY = "tiny-sd"
@@ -33,7 +34,7 @@ TINY_VERSION = "v2"
 TOKEN_STD = 0.5             # CLIP init uses 0.02: then position and context drown the token
 
 
-class DiffusionLoadError(ValueError):
+class DiffusionLoadError(WorkbenchError, ValueError):
     """A pipeline could not be loaded; the message says why and what to do."""
 
 

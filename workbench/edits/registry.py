@@ -12,12 +12,15 @@ import dataclasses
 import difflib
 import importlib
 import importlib.util
+import math
+import numbers
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from workbench.edits.base import Edit, Timer
+from workbench.errors import HyperParameterError
 
 
 def _literal_choices(hint) -> tuple | None:
@@ -81,8 +84,62 @@ class EditConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown hyper-parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+            raise HyperParameterError(f"unknown hyper-parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+        check_hyper(cls, d)
         return cls(**d)
+
+
+def _non_finite(value, where: str) -> str | None:
+    stack = [(value, where)]
+    while stack:
+        v, w = stack.pop()
+        if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) and not math.isfinite(float(v)):
+            return w
+        if isinstance(v, dict):
+            stack.extend((x, f"{w}.{k}") for k, x in v.items())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, f"{w}[{i}]") for i, x in enumerate(v))
+    return None
+
+
+def _accepts(hint, value) -> bool | None:
+    """Whether `value` fits the type hint (None: a hint this check does not understand)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [_accepts(h, value) for h in typing.get_args(hint)]
+        return True if any(verdicts) else (None if None in verdicts else False)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return None
+
+
+def check_hyper(cls: type, d: dict[str, Any]) -> None:
+    """Refuse hyper-parameters that are not finite numbers (NaN, inf) or have the wrong type
+    (`lambda_reg="abc"` for a float), naming the key; hints it does not understand are not checked."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:          # noqa: BLE001 — an unresolvable annotation: check finiteness only
+        hints = {}
+    for key, value in d.items():
+        bad = _non_finite(value, key)
+        if bad is not None:
+            raise HyperParameterError(f"hyper-parameter {bad}={value!r} is not a finite number")
+        hint = hints.get(key)
+        if hint is not None and _accepts(hint, value) is False:
+            name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise HyperParameterError(f"hyper-parameter {key}={value!r}: expected {name}, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -123,9 +180,9 @@ def get_method(name: str) -> Method:
         try:
             importlib.import_module(_PROVIDERS[name])
         except ModuleNotFoundError as exc:
-            raise ValueError(f"edit method {name!r} is not available: {exc}") from exc
+            raise HyperParameterError(f"edit method {name!r} is not available: {exc}") from exc
     if name not in _REGISTRY:
-        raise ValueError(f"unknown edit method {name!r}; available: {', '.join(methods())}")
+        raise HyperParameterError(f"unknown edit method {name!r}; available: {', '.join(methods())}")
     return _REGISTRY[name]
 
 

@@ -47,6 +47,8 @@ class SAEClampHook(HookEdit):
         self.sae_name = sae_name or handle.name
         self.features = [int(i) for i in features]
         self.mode, self.scale, self.value = mode, float(scale), float(value)
+        if gate is not None and (isinstance(gate, bool) or not isinstance(gate, (int, float))):
+            raise ValueError(f"sae-clamp gate must be a number or None, got {type(gate).__name__}")
         self.gate = None if gate is None else float(gate)
         self.norm_limit = None if norm_limit is None else float(norm_limit)
         self.guard = dict(guard or {})
@@ -62,8 +64,23 @@ class SAEClampHook(HookEdit):
             if h.sha256 != self.sae_sha256:
                 raise ValueError(f"SAE at {src} has content hash {h.sha256[:12]}…, the edit was made with "
                                  f"{self.sae_sha256[:12]}… (a different SAE)")
+            if h.site != self.site:
+                raise ValueError(f"SAE {h.name} was trained at {h.site}, the edit hooks {self.site}")
+            bad = [i for i in self.features if not 0 <= i < h.d_sae]
+            if bad:
+                raise ValueError(f"feature {bad[0]} is out of range for {h.name} (width {h.d_sae})")
             self._handle = h
         return self._handle
+
+    def check_model(self, model) -> None:
+        """Refuse before any forward: the SAE (hash, site, feature range) and its input width."""
+        h = self.handle
+        d_in = int(h.sae.cfg.d_in)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(["a"], sites=[self.site], logits_to_keep=1)
+        width = int(cache[self.site].shape[-1])
+        if width != d_in:
+            raise ValueError(f"SAE {h.name} reads {d_in}-wide activations, {self.site} is {width} wide")
 
     # ------------------------------------------------------------------ the edit
     def edited(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +91,7 @@ class SAEClampHook(HookEdit):
     def install(self, model) -> list:
         if not hasattr(model, "_hook_points"):
             raise TypeError("sae-clamp needs a workbench HookedModel (load_model(...)), not a bare module")
-        _ = self.handle                                   # load (and hash-check) before any forward
+        self.check_model(model)                           # load, hash-, site-, range- and width-check first
         with torch.no_grad():
             return model._hook_points(model.site(self.site), lambda act, _name: self.edited(act))
 

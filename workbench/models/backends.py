@@ -14,12 +14,13 @@ from typing import Iterable, Sequence
 
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.models.hooked import ActivationCache, HookedModel
 
 TL_N_CTX = 2048          # TransformerLens allocates an [n_ctx, n_ctx] causal mask per layer
 
 
-class BackendError(RuntimeError):
+class BackendError(WorkbenchError, RuntimeError):
     """A backend could not be built or used for this model; the message says why."""
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.paths import atomic_path, cache_dir, resolve_device, resolve_dtype
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(WorkbenchError, RuntimeError):
     """A model could not be loaded; the message says why and what to do."""
 
 
@@ -120,6 +121,19 @@ def gguf_cache_folder(gguf: Path, name: str | None = None) -> Path:
     return out
 
 
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_weights_folder(path: Path) -> None:
+    """Refuse a model folder whose weights exist only as pickles (loading them could run code)."""
+    files = [f.name for f in path.iterdir() if f.is_file()]
+    if not any(f.endswith(".safetensors") for f in files):
+        pickles = sorted(f for f in files if f.endswith(_PICKLE_SUFFIXES))
+        if pickles:
+            raise ModelLoadError(f"{path}: weights only as pickle files ({pickles[0]}); the workbench loads "
+                                 "safetensors only (convert them with a trusted tool first)")
+
+
 def resolve_model_source(name_or_path: str) -> tuple[str, Path | str]:
     """Map a user-given MODEL to (model_id, folder or hub id)."""
     if name_or_path in EMBEDDED:
@@ -132,6 +146,7 @@ def resolve_model_source(name_or_path: str) -> tuple[str, Path | str]:
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelLoadError(f"{path}: folder has no config.json, so it is not an HF model folder")
+        check_weights_folder(path)
         return path.name, path
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelLoadError(f"{name_or_path}: no such file or folder")
@@ -152,7 +167,7 @@ def load_hf(name_or_path: str, dtype: str | torch.dtype | None = None,
     is_hub = isinstance(source, str)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=not is_hub or None)
     except OSError as exc:
         if is_hub:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"

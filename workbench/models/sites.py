@@ -15,13 +15,15 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from workbench.errors import WorkbenchError
+
 ACT_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
              "hook_mlp_out", "attn.hook_z", "mlp.hook_post", "mlp.router")
 WEIGHT_KINDS = ("attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O", "mlp.W_in", "mlp.W_gate",
                 "mlp.W_out", "mlp.W_router")
 
 
-class SiteError(KeyError):
+class SiteError(WorkbenchError, KeyError):
     """A site name that does not exist in this model; the message lists the nearest valid names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain

@@ -11,11 +11,11 @@ transformers / peft are imported only inside the exports that need them.
 """
 from __future__ import annotations
 
-from workbench.patches.apply import apply_patch, check_base, inspect_patch, revert_patch
-from workbench.patches.export import apply_patch_to_folder, export_hf, export_peft
-from workbench.patches.format import (SCHEMA_VERSION, Patch, PatchError, load_patch, read_manifest,
-                                      save_patch, tensor_fingerprint)
+from workbench.patches.apply import apply_patch, check_base, inspect_patch, inspect_report, revert_patch
+from workbench.patches.export import apply_patch_to_folder, check_export_target, export_hf, export_peft
+from workbench.patches.format import (SCHEMA_VERSION, Patch, PatchError, check_patch_target, load_patch,
+                                      read_manifest, save_patch, tensor_fingerprint)
 
 __all__ = ["SCHEMA_VERSION", "Patch", "PatchError", "apply_patch", "apply_patch_to_folder", "check_base",
-           "export_hf", "export_peft", "inspect_patch", "load_patch", "read_manifest", "revert_patch",
-           "save_patch", "tensor_fingerprint"]
+           "check_export_target", "check_patch_target", "export_hf", "export_peft", "inspect_patch",
+           "inspect_report", "load_patch", "read_manifest", "revert_patch", "save_patch", "tensor_fingerprint"]

@@ -41,11 +41,30 @@ def _resolve(patch_or_edit) -> tuple[Patch | None, Edit]:
     return patch, edit
 
 
-def _check_out(out: Path, marker: str) -> None:
+MARKERS = {"hf": "config.json", "peft": "adapter_config.json"}
+
+
+def check_export_target(out: str | Path, fmt: str = "hf", source: str | Path | None = None) -> Path:
+    """Refuse an export folder that may not be written (call it before loading the model).
+
+    `out` may be new, an empty folder or an earlier export of the same format (its marker file:
+    config.json / adapter_config.json); never a file, a symlink, another non-empty folder or the
+    `source` model folder itself.
+    """
+    out, marker = Path(out), MARKERS[fmt]
     if out.parent.exists() and not out.parent.is_dir():
         raise PatchError(f"cannot write {out}: {out.parent} is not a directory")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
-        raise PatchError(f"refusing to replace {out}: it exists and is not an earlier export")
+    if out.is_symlink():
+        raise PatchError(f"refusing to replace {out}: it is a symlink")
+    if source is not None and out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
+        raise PatchError(f"refusing to write {out}: it is the model folder being read")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())):
+        raise PatchError(f"refusing to replace {out}: it exists and is not an earlier {fmt} export")
+    return out
+
+
+def _check_out(out: Path, marker: str) -> None:
+    check_export_target(out, "peft" if marker == "adapter_config.json" else "hf")
 
 
 def _applied_to(edit: Edit, module) -> bool:
@@ -91,6 +110,8 @@ def _base_folder(base) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise PatchError(f"{path}: folder has no config.json, so it is not an HF model folder")
+        from workbench.models.loading import check_weights_folder
+        check_weights_folder(path)
         return path
     from workbench.models.loading import resolve_model_source
     try:
@@ -117,7 +138,7 @@ def export_hf(patch_or_edit: Patch | Edit | str | Path, base_folder_or_model, ou
             if isinstance(base_folder_or_model, (str, Path)):
                 folder = _base_folder(base_folder_or_model)
                 from transformers import AutoModelForCausalLM
-                model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", use_safetensors=True)
                 for f in sorted(folder.iterdir()):
                     if (f.is_file() and not f.name.startswith(".") and f.name not in _SKIP
                             and not f.name.endswith(_WEIGHT_SUFFIXES) and not f.name.endswith(".index.json")):
@@ -153,6 +174,8 @@ def export_peft(patch_or_edit: Patch | Edit | str | Path, model, out_dir: str | 
         raise PatchError(f"PEFT export needs low-rank deltas; this patch has {', '.join(other) or 'none'} "
                          "— use export_hf for a full checkpoint")
     module = _module(model)
+    if patch is not None:
+        check_base(patch, model)          # the same fingerprint check as export_hf: refuse a wrong base
     try:
         tied = module.get_input_embeddings().weight
     except (AttributeError, NotImplementedError):
@@ -203,4 +226,4 @@ def export_peft(patch_or_edit: Patch | Edit | str | Path, model, out_dir: str | 
     return out
 
 
-__all__ = ["export_hf", "export_peft", "apply_patch_to_folder"]
+__all__ = ["apply_patch_to_folder", "check_export_target", "export_hf", "export_peft"]

@@ -23,13 +23,14 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
+from workbench.errors import WorkbenchError
 from workbench.paths import atomic_path, cache_dir, write_json
 
 META = "meta.json"
 WB_META = "workbench_sae.json"
 
 
-class SAEStoreError(ValueError):
+class SAEStoreError(WorkbenchError, ValueError):
     """An activation cache or SAE folder that cannot be read; the message says which and why."""
 
 

@@ -87,6 +87,8 @@ def score_probes(model, probes: Sequence[Probe], max_new_tokens: int = 8, batch_
     probes = list(probes)
     if not probes:
         return []
+    from workbench.concepts.limits import check_prompt_lengths
+    check_prompt_lengths(model, probes)                 # one line, before any allocation
     rendered = [render_prompt(model, p) for p in probes]
     with _eval_mode(model):
         continuations = generate_batched(model, rendered, max_new_tokens=max_new_tokens, batch_size=batch_size)
