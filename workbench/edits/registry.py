@@ -38,6 +38,7 @@ class Method:
     config_cls: type[EditConfig]
     fit: Callable[..., Edit]
     summary: str = ""
+    batch: bool = False               # fit accepts a list of concepts (one edit for all)
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -49,12 +50,12 @@ _PROVIDERS = {"ablate": "workbench.edits.ablate", "rocr": "workbench.edits.rocr"
               "uce": "workbench.diffusion.uce", "rece": "workbench.diffusion.rece"}
 
 
-def register(name: str, config_cls: type[EditConfig], summary: str = ""):
+def register(name: str, config_cls: type[EditConfig], summary: str = "", batch: bool = False):
     """Decorator registering `fit(model, concept, report, config) -> Edit` under `name`."""
     def deco(fn):
         if name in _REGISTRY:
             raise ValueError(f"edit method {name!r} is already registered")
-        _REGISTRY[name] = Method(name, config_cls, fn, summary)
+        _REGISTRY[name] = Method(name, config_cls, fn, summary, batch)
         return fn
     return deco
 
@@ -77,13 +78,20 @@ def get_method(name: str) -> Method:
 
 
 def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
-    """Fit method `name` on `concept`; records hyper-parameters, seed and wall time in the Edit."""
+    """Fit method `name` on `concept` (or a list of concepts, for methods registered with batch=True:
+    one edit for all); records hyper-parameters, seed and wall time in the Edit."""
     method = get_method(name)
+    if isinstance(concept, (list, tuple)):
+        if not method.batch:
+            raise ValueError(f"edit method {name!r} fits one concept at a time; got {len(concept)}")
+        if not concept:
+            raise ValueError("no concepts given")
     config = method.config_cls.from_dict(hyper)
     with Timer() as t:
         edit = method.fit(model, concept, report, config)
     edit.edit_seconds = t.seconds
     edit.hyper = {**config.to_dict(), **edit.hyper}
     edit.seed = config.seed
-    edit.concept = edit.concept or concept.name
+    edit.concept = edit.concept or (", ".join(c.name for c in concept) if isinstance(concept, (list, tuple))
+                                    else concept.name)
     return edit

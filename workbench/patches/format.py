@@ -177,6 +177,14 @@ def build_manifest(edit: Edit, model=None, base_model_id: str | None = None) -> 
             for n, g in (getattr(h, "guard", None) or {}).items():
                 manifest["fingerprints"].setdefault(n, g["fingerprint"])
                 manifest["base_tensors"].setdefault(n, {"shape": list(g["shape"]), "dtype": g["dtype"]})
+    if edit.aux:                      # side tensors (never applied), e.g. ROCR's preserved keys
+        manifest["aux"] = {}
+        for name, t in edit.aux.items():
+            tensors[f"aux.{name}"] = t.detach().to("cpu").contiguous().clone()
+            manifest["aux"][name] = f"aux.{name}"
+    if edit.parent:                   # stack: fitted on top of another patch (workbench.patches.stack)
+        manifest["parent"] = edit.parent["parent"]
+        manifest["parent_fingerprints"] = dict(edit.parent["parent_fingerprints"])
     dense = [d for d in edit.deltas if d.kind == "dense"]
     if dense:
         manifest["dense_note"] = (
@@ -352,6 +360,16 @@ def validate_manifest(m: dict, label: str = MANIFEST) -> None:
     for key in ("hyper", "provenance", "base_tensors"):
         if m.get(key) is not None and not isinstance(m[key], dict):
             raise PatchError(f"{label}: key {key!r} must be an object")
+    aux = m.get("aux")
+    if aux is not None and not (isinstance(aux, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                              for k, v in aux.items())):
+        raise PatchError(f"{label}: key 'aux' must map names to tensor keys")
+    if "parent" in m or "parent_fingerprints" in m:
+        if not isinstance(m.get("parent"), str) or not _HEX64.match(m["parent"]):
+            raise PatchError(f"{label}: key 'parent' is not a sha256 hex digest (the parent patch's id)")
+        pf = m.get("parent_fingerprints")
+        if not isinstance(pf, dict) or not all(isinstance(v, str) and _HEX64.match(v) for v in pf.values()):
+            raise PatchError(f"{label}: key 'parent_fingerprints' must map tensor names to sha256 hex digests")
 
 
 _FIELDS = {"dense": ("delta",), "low_rank": ("A", "B"), "sparse": ("indices", "values"),
@@ -434,7 +452,15 @@ def load_patch(path: str | Path) -> Patch:
             raise PatchError(f"{label}: hooks[{i}]: tensor {missing[0]!r} is not in {TENSORS}")
         hooks.append(hook_class(h["kind"]).from_manifest(h, {f: tensors[k] for f, k in h["keys"].items()},
                                                           f"{label}: hooks[{i}]"))
-    edit = Edit(method=manifest["method"], model_id=manifest["base_model"], deltas=deltas, hooks=hooks,
+    aux = {}
+    for name, key in (manifest.get("aux") or {}).items():
+        if key not in tensors:
+            raise PatchError(f"{label}: aux {name!r}: tensor {key!r} is not in {TENSORS}")
+        aux[name] = tensors[key]
+    parent = ({"parent": manifest["parent"], "parent_fingerprints": manifest["parent_fingerprints"]}
+              if "parent" in manifest else None)
+    edit = Edit(method=manifest["method"], model_id=manifest["base_model"], deltas=deltas, hooks=hooks, aux=aux,
+                parent=parent,
                 concept=manifest.get("concept"), hyper=manifest.get("hyper") or {},
                 seed=manifest.get("seed"), provenance=manifest.get("provenance") or {},
                 report=manifest.get("report"), edit_seconds=manifest.get("edit_seconds"))
