@@ -89,7 +89,7 @@ class ROCRConfig(EditConfig):
     L2: float = 1.0                   # alphaedit ridge
     nullspace_threshold: float = 2e-2  # alphaedit: eigenvalues of C below this span P
     preserve: str = "exact"           # parent keys: "exact" (ΔW K_p = 0) or "penalty" (ORT's term)
-    parent: Any = None                # patch (path / Patch) or Edit fitted before, applied now
+    parent: str | None = None         # patch path (or a Patch / applied Edit object) fitted before, applied now
     lambda_reg: float = 1e-2          # rome: C + lambda * mean(diag C) * I
     cov_tokens: int = 16384           # general-text tokens for C
     cov_seq_len: int = 128
@@ -343,7 +343,7 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
     z_red = [r[z_site] for r in _red_last(model, items, [z_site])] if cfg.target == "unrelated" else None
     params = {L: model.param(f"blocks.{L}.mlp.W_out") for L in layers}
     originals = {L: p.detach().clone() for L, p in params.items()}
-    deltas, details = [], []
+    deltas, details, aux = [], [], {}
     try:
         for i, L in enumerate(layers):
             key_site, post = f"blocks.{L}.mlp.hook_post", f"blocks.{L}.hook_resid_post"
@@ -376,11 +376,8 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
                             "target_norm": float(R.norm(dim=0).mean()),
                             "reached": float((reached * R.double()).sum() / R.double().pow(2).sum().clamp_min(1e-30)),
                             "preserved_keys": 0 if Kp is None else int(Kp.shape[1])})
-        acts = _acts(model, [t for it in items for t in it.texts], [f"blocks.{L}.mlp.hook_post" for L in layers])
-        aux = {}
-        for L in layers:                                # ORT: cache_c += K Kᵀ with keys of the edited model
-            K = torch.cat([k.T for k in _means(acts, items, f"blocks.{L}.mlp.hook_post")], 1)
-            Kp = preserved.get(L)
+            # ORT adds K Kᵀ of the edited model's keys to cache_c; layer L's keys depend only on the
+            # layers before it, all updated by now, so they are this K
             aux[f"rocr.keys.{L}"] = (K if Kp is None else torch.cat([Kp.float(), K], 1)).contiguous()
         for L, K in preserved.items():
             aux.setdefault(f"rocr.keys.{L}", K.float().contiguous())

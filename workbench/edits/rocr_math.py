@@ -56,15 +56,34 @@ def remove_span(P: torch.Tensor, K: torch.Tensor, rtol: float = 1e-10) -> torch.
 # ---------------------------------------------------------------------------------- updates
 def alphaedit_update(K: torch.Tensor, R: torch.Tensor, P: torch.Tensor, Kp: torch.Tensor | None = None,
                      L2: float = 1.0, preserve: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:
-    """Factors of ΔWᵀ = solve(P'(KKᵀ + K_pK_pᵀ) + L2·I, P' K Rᵀ) (P' = P, minus span(P K_p) when exact)."""
+    """Factors of ΔWᵀ = solve(P'(KKᵀ + K_pK_pᵀ) + L2·I, P' K Rᵀ) (P' = P, minus span(P K_p) when exact).
+
+    Solved through Woodbury's identity with K̃ = [K, K_p], U = P'K̃ (P'K̃K̃ᵀ is rank m + p):
+    (L2·I + U K̃ᵀ)⁻¹ P'K = (P'K − U (L2·I + K̃ᵀU)⁻¹ K̃ᵀ P'K) / L2 — O(d² (m+p)), no d×d solve.
+    """
     K, R = K.double(), R.double()
-    d = K.shape[0]
+    Kp = None if Kp is None or Kp.numel() == 0 else Kp.double()
+    Kall = K if Kp is None else torch.cat([K, Kp], 1)
+    U = P @ Kall                                                                  # [d_in, m + p]
+    if Kp is not None and preserve == "exact":                                   # P' = P − Q Qᵀ, Q = orth(P K_p)
+        Uq, s, _ = torch.linalg.svd(U[:, K.shape[1]:], full_matrices=False)
+        Q = Uq[:, s > 1e-10 * max(float(s.max()), 1e-300)]
+        U = U - Q @ (Q.T @ Kall)
+    PK = U[:, : K.shape[1]]
+    small = L2 * torch.eye(Kall.shape[1], dtype=U.dtype) + Kall.T @ U
+    Y = (PK - U @ torch.linalg.solve(small, Kall.T @ PK)) / L2                   # [d_in, m]
+    return R.float().contiguous(), Y.T.float().contiguous()                         # ΔW = R Yᵀ
+
+
+def alphaedit_update_dense(K, R, P, Kp=None, L2: float = 1.0, preserve: str = "exact"):
+    """The same update by the d×d solve ORT writes (reference for tests)."""
+    K, R = K.double(), R.double()
     Kp = None if Kp is None or Kp.numel() == 0 else Kp.double()
     if Kp is not None and preserve == "exact":
         P = remove_span(P, Kp)
     M = K @ K.T + (Kp @ Kp.T if Kp is not None else 0)
-    Y = torch.linalg.solve(P @ M + L2 * torch.eye(d, dtype=M.dtype), P @ K)      # [d_in, m]
-    return R.float().contiguous(), Y.T.float().contiguous()                         # ΔW = R Yᵀ
+    X = torch.linalg.solve(P @ M + L2 * torch.eye(K.shape[0], dtype=K.dtype), P @ K @ R.T)
+    return X.T
 
 
 def rome_update(W: torch.Tensor, C: torch.Tensor, K: torch.Tensor, V: torch.Tensor, lambda_reg: float,
