@@ -40,7 +40,8 @@ def test_rocr_is_rank_one_and_maps_key_to_value(smol, eiffel):
     W = smol.param("blocks.5.mlp.W_out").detach()
     dense = delta.dense_delta(W)
     assert torch.linalg.matrix_rank(dense.double(), rtol=1e-6) == 1
-    texts = _prefixes(smol, eiffel, True)
+    from workbench.concepts.fit import fit_view
+    texts = _prefixes(smol, fit_view(smol, eiffel), True)          # the method fits on the fit view
     reds = [t.replace(eiffel.subject, eiffel.redirect_to) for t in texts]
     k = _mean_at_last_token(smol, texts, "blocks.5.mlp.hook_post")
     post = "blocks.5.hook_resid_post"
@@ -79,8 +80,9 @@ def test_ablate_vectors_and_direction(smol, eiffel):
     with direction.applied(smol):
         W = smol.param("blocks.7.attn.W_O").detach().float().clone()
         _, cache = smol.run_with_cache("The Eiffel Tower", [f"blocks.{L}.hook_attn_out"])
+    from workbench.concepts.fit import fit_view
     from workbench.locate.directions import residual_directions
-    r = residual_directions(smol, eiffel).directions[L]
+    r = residual_directions(smol, fit_view(smol, eiffel)).directions[L]      # the edit fitted on the fit view
     assert float((r @ W).abs().max()) < 1e-4                          # nothing written along r any more
     assert float((cache[f"blocks.{L}.hook_attn_out"] @ r).abs().max()) < 1e-3
     assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())

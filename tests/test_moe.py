@@ -41,7 +41,14 @@ def test_world_is_seeded_and_holds_out_phrasings():
     c = Concept.from_dict(rec)
     assert c.subject == names[-1] and all(c.subject in p.prompt for p in c.forget)
     assert not any(c.subject in p.prompt for p in c.retain)
-    assert {p.form for p in c.forget} == {"completion", *HELD_OUT_FORMS}
+    assert {p.form for p in c.forget} == set(HELD_OUT_FORMS)            # evaluation: held-out phrasings only
+    assert all(p.extra["held_out"] for p in c.forget)
+    assert {p.form for p in c.fit.forget} >= {"completion"}               # fit: trained phrasings
+    assert {p.prompt for p in c.fit.forget}.isdisjoint({p.prompt for p in c.probes})
+    retain_names = set(c.neighbors)
+    assert not any(n in p.prompt for n in retain_names for p in c.fit.retain)
+    old = Concept.from_dict(concepts_for(w1, [names[-1]], fit=False)[0])
+    assert old.fit is None and {p.form for p in old.forget} == {"completion", *HELD_OUT_FORMS}
 
 
 # ------------------------------------------------------------------------------ routing capture

@@ -110,7 +110,7 @@ def test_batch_is_one_edit_with_one_delta_per_layer(tiny):
     assert _same(tiny, before)                                        # the fit leaves the model as it was
     assert [d.name for d in edit.deltas] == [f"model.layers.{L}.mlp.down_proj.weight" for L in (1, 2)]
     n_keys = sum(len(t) for t in edit.provenance["key_tokens"])
-    assert n_keys >= 3 and edit.concept == "Eiffel Tower, Japan, Harry Potter"
+    assert n_keys >= 3 and edit.concept == "Eiffel Tower+Japan+Harry Potter"
     for d in edit.deltas:
         W = tiny.hf.get_parameter(d.name).detach()
         assert d.A.shape[1] == n_keys and torch.linalg.matrix_rank(d.dense_delta(W).double(), rtol=1e-5) == n_keys
@@ -126,8 +126,8 @@ def test_keys_are_read_in_the_published_chat_contexts(tiny):
     chat = fit_edit("rocr", tiny, CONCEPTS[:1], contexts="chat", use_forget_prompts=False, **FAST)
     assert chat.provenance["n_contexts"] == [6]
     both = fit_edit("rocr", tiny, CONCEPTS[:1], **FAST)
-    # 6 chat + 12 plain + 2 forget-prompt prefixes, one of them ("Eiffel Tower") equal to the plain "{}"
-    assert both.provenance["n_contexts"][0] == 6 + 12 + 1
+    # 6 chat + 12 plain + the fit view's seed prompts up to the subject (some equal a plain context)
+    assert both.provenance["n_contexts"][0] > 6 + 12
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,8 @@ def cmd_verify(args) -> int:
                          utility_tokens=args.utility_tokens, relearn=not args.no_relearn,
                          parametric=not args.no_parametric, leakage=not args.no_leakage,
                          fluency=not args.no_fluency)
+    result.setdefault("split", concept.split)
+    result.setdefault("fit", (edit.provenance or {}).get("fit"))
     print(format_table([result]))
     for form, v in result["by_form"].items():
         print(f"  forget/{form:<11} hit {v['hit_before']:.2f} -> {v['hit_after']:.2f}   "
@@ -76,13 +78,15 @@ def cmd_bench(args) -> int:
         raise ValueError("--methods: give at least one method name")
     for m in methods:
         get_method(m)                                   # fail fast, before loading the model
+    from workbench.concepts.splits import select_split
     pool = _concepts(args.concepts)
     concepts = [get_concept(pool, n) for n in args.concept] if args.concept else pool
+    concepts = select_split(concepts, args.split, source=args.concepts)      # before loading the model
     hyper = _hyper(args.hyper, methods)
     model = _load(args)
     verify = {"relearn": args.relearn, "fluency": args.fluency, "max_new_tokens": args.max_new_tokens}
     doc = run_bench(model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
-                    verify=verify, utility_tokens=args.utility_tokens)
+                    verify=verify, utility_tokens=args.utility_tokens, split=args.split)
     print(format_table(doc["results"]))
     for f in doc["failures"]:
         print(f"FAILED {f['method']} on {f['concept']!r}: {f['error']}")
@@ -118,4 +122,6 @@ def register(sub, commands) -> None:
     p.add_argument("--hyper", default=None, help='JSON {"method": {"key": value}} or a file holding it')
     p.add_argument("--relearn", action="store_true", help="also run the relearning attack (slow)")
     p.add_argument("--fluency", action="store_true", help="also measure generation fluency")
+    p.add_argument("--split", default=None, choices=["dev", "test", "all"],
+                   help="only the concepts of this split (defaults are chosen on dev, results quoted on test)")
     commands["bench"] = cmd_bench

@@ -39,6 +39,9 @@ def run_demo(concept: str = "Japan", out: str | Path = "workbench-demo", model_n
     edit = fit_edit("rocr", model, c, report)
     print(f"      layer {edit.provenance['layers']}, {edit.params_changed():,} params, {edit.edit_seconds:.2f} s "
           f"(covariance cached after the first run)")
+    fit = edit.provenance["fit"]
+    print(f"      fitted on {fit['n_forget']} forget / {fit['n_retain']} retain FIT texts ({fit['source']}); "
+          f"evaluation probes seen by the fit: {fit['overlap_with_eval']}")
     print("[4/5] verifying (probes per form, held-out perplexity and KL, parametric trace, logit-lens leakage)"
           + elapsed(),
           flush=True)

@@ -18,7 +18,9 @@ CHAT_FORM = "chat"
 KNOWN_FORMS = ("completion", "question", "paraphrase", "cloze", "mcq", "chat")
 
 PROBE_KEYS = ("prompt", "answers", "form")
-CONCEPT_KEYS = ("name", "subject", "redirect_to", "forget", "retain")
+CONCEPT_KEYS = ("name", "subject", "redirect_to", "forget", "retain", "split", "neighbors", "fit")
+SPLITS = ("dev", "test")
+FIT_KEYS = ("forget", "retain", "source")
 
 
 class ConceptError(ValueError):
@@ -107,12 +109,87 @@ class Probe:
 
 
 @dataclass
+class FitData:
+    """What a method may fit or train on for a concept (never the evaluation probes).
+
+    forget: texts about the subject as probes (prompt + answers, the first answer being the
+        continuation a method trains or reads keys on); retain: general text and texts about other
+        entities, same shape. source: where they came from ("file", "derived:<recipe>", ...).
+    Either list may be empty in a file's `fit` block (then that part is derived); a method that
+    needs forget texts and gets none raises.
+    """
+    forget: list[Probe]
+    retain: list[Probe]
+    source: str = "file"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"forget": [p.to_dict() for p in self.forget], "retain": [p.to_dict() for p in self.retain],
+                "source": self.source, **self.extra}
+
+    @classmethod
+    def from_dict(cls, d: Any, field: str = "fit") -> "FitData":
+        """Parse a `fit` block: {"forget": [probe|text, ...], "retain": [...], "source"?: str}.
+
+        A plain string item is a text: its first ~third (at a word boundary) becomes the prompt and
+        the rest the answer, so texts and probes train the same way.
+        """
+        if not isinstance(d, dict):
+            raise ConceptFileError(f"must be an object with keys {list(FIT_KEYS)}, got {type(d).__name__}", field)
+        unknown = sorted(set(d) - set(FIT_KEYS))
+        if unknown:
+            raise ConceptFileError(f"unknown key(s) {unknown}; known: {list(FIT_KEYS)}", field)
+        lists: dict[str, list[Probe]] = {}
+        for key in ("forget", "retain"):
+            raw = d.get(key, [])
+            if not isinstance(raw, list):
+                raise ConceptFileError(f"must be a list of probes or texts, got {type(raw).__name__}",
+                                       f"{field}.{key}")
+            items = []
+            for i, item in enumerate(raw):
+                where = f"{field}.{key}[{i}]"
+                if isinstance(item, str):
+                    items.append(text_probe(item, where))
+                else:
+                    probe = Probe.from_dict(item, where)
+                    items.append(probe)
+            lists[key] = items
+        if not lists["forget"] and not lists["retain"]:
+            raise ConceptFileError("needs at least one forget or retain item", field)
+        source = d.get("source", "file")
+        _check_str(source, f"{field}.source")
+        return cls(forget=lists["forget"], retain=lists["retain"], source=source)
+
+
+def text_probe(text: str, field: str = "text", form: str = "fit_text") -> Probe:
+    """A plain text as a fit probe: the prompt is its first ~third (cut at a space), the answer the rest."""
+    _check_str(text, field)
+    text = text.strip()
+    cut = text.find(" ", max(1, len(text) // 3))
+    if cut <= 0 or cut >= len(text) - 1:
+        raise ConceptFileError("a fit text needs at least two words", field)
+    return Probe(prompt=text[:cut], answers=[text[cut:].strip()], form=form)
+
+
+def check_split(value: Any, field: str = "split") -> str | None:
+    """None or one of SPLITS; anything else is a ConceptFileError naming the field."""
+    if value is None:
+        return None
+    if value not in SPLITS:
+        raise ConceptFileError(f"must be one of {list(SPLITS)}, got {value!r}", field)
+    return value
+
+
+@dataclass
 class Concept:
     """A concept to locate and edit out.
 
     name: display name, unique within a file. subject: the string as it appears in the prompts
     (the subject tokens used by ROCR and concept vectors). redirect_to: the harmless concept a
-    redirection edit maps to (optional). forget / retain: non-empty probe lists.
+    redirection edit maps to (optional). forget / retain: non-empty EVALUATION probe lists (no
+    method fits on them). split: "dev" (defaults are chosen on these) or "test" (results are quoted
+    on these), or None. neighbors: names of same-kind entities (retain fit texts are derived about
+    them). fit: the data a method may fit on (FitData), or None (derived: workbench.concepts.fit).
     extra: unknown keys from the file, kept and written back.
     """
     name: str
@@ -121,6 +198,9 @@ class Concept:
     retain: list[Probe]
     redirect_to: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    split: str | None = None
+    neighbors: list[str] = field(default_factory=list)
+    fit: FitData | None = None
 
     def __post_init__(self):
         _check_str(self.name, "name")
@@ -136,6 +216,17 @@ class Concept:
                     raise ConceptFileError(f"must be a Probe, got {type(p).__name__}", f"{key}[{i}]")
         if not isinstance(self.extra, dict):
             raise ConceptFileError("must be a dict", "extra")
+        check_split(self.split)
+        if (not isinstance(self.neighbors, list)
+                or not all(isinstance(n, str) and n.strip() for n in self.neighbors)):
+            raise ConceptFileError("must be a list of non-empty strings", "neighbors")
+        if self.fit is not None and not isinstance(self.fit, FitData):
+            raise ConceptFileError(f"must be a FitData, got {type(self.fit).__name__}", "fit")
+
+    @property
+    def is_fit_view(self) -> bool:
+        """True for the view a method fits on (its forget/retain are fit data, not evaluation probes)."""
+        return bool(self.extra.get("fit_view"))
 
     @property
     def probes(self) -> list[Probe]:
@@ -156,6 +247,12 @@ class Concept:
             d["redirect_to"] = self.redirect_to
         d["forget"] = [p.to_dict() for p in self.forget]
         d["retain"] = [p.to_dict() for p in self.retain]
+        if self.split is not None:
+            d["split"] = self.split
+        if self.neighbors:
+            d["neighbors"] = list(self.neighbors)
+        if self.fit is not None:
+            d["fit"] = self.fit.to_dict()
         d.update(self.extra)
         return d
 
@@ -178,8 +275,15 @@ class Concept:
             if not isinstance(raw, list) or not raw:
                 raise ConceptFileError("must be a non-empty list of probes", key)
             probes[key] = [Probe.from_dict(p, f"{key}[{i}]") for i, p in enumerate(raw)]
+        split = check_split(d.get("split"))
+        neighbors = d.get("neighbors", [])
+        if (not isinstance(neighbors, list)
+                or not all(isinstance(n, str) and n.strip() for n in neighbors)):
+            raise ConceptFileError("must be a list of non-empty strings", "neighbors")
+        fit = FitData.from_dict(d["fit"]) if d.get("fit") is not None else None
         return cls(name=name, subject=subject, forget=probes["forget"], retain=probes["retain"],
-                   redirect_to=redirect, extra={k: v for k, v in d.items() if k not in CONCEPT_KEYS})
+                   redirect_to=redirect, extra={k: v for k, v in d.items() if k not in CONCEPT_KEYS},
+                   split=split, neighbors=list(neighbors), fit=fit)
 
 
 def render_prompt(model, probe: Probe) -> str:

@@ -257,29 +257,47 @@ def make_world(n_entities: int = 200, seed: int = 0, shares: tuple[float, float,
 
 
 def concepts_for(world: World, entities: list[str], n_retain_entities: int = 4, forms: tuple[str, ...] = FORMS,
-                 seed: int = 0) -> list[dict]:
-    """Concept records (DESIGN.md §3) for `entities`: forget = every probe form on the entity
-    (held-out phrasings included, marked `held_out`), retain = training-phrasing probes of
-    `n_retain_entities` other entities of the same kind where possible (unrelated: neither names
-    the other in a fact)."""
+                 seed: int = 0, fit: bool = True) -> list[dict]:
+    """Concept records (docs/concept-file.md) for `entities`.
+
+    With `fit=True` (default) evaluation and fit data are disjoint, as the held-out protocol asks:
+    forget = the entity's HELD-OUT phrasings only (paraphrase / reversed / question forms the model
+    never trained on), `fit.forget` = its trained phrasings (the "training documents" an unlearning
+    method may use); retain = training-phrasing probes of `n_retain_entities` other entities of the
+    same kind where possible (unrelated: neither names the other in a fact), `fit.retain` = trained
+    phrasings of as many further entities, disjoint from the retain ones. With `fit=False`: the
+    older in-sample record (forget = every form, held-out phrasings marked `held_out`; no fit block).
+    """
     rng = random.Random(seed)
     out = []
     for name in entities:
         e = world.entity(name)
         others = [o for o in world.entities if o.name != name and name not in o.facts.values()
                   and o.name not in e.facts.values()]
-        if len(others) < n_retain_entities:
+        need = n_retain_entities * (2 if fit else 1)
+        if len(others) < need:
             raise ValueError(f"{name}: not enough unrelated entities for {n_retain_entities} retain entities")
         same = [o for o in others if o.kind == e.kind]     # neighbours of the same kind share the phrasings,
         rest = [o for o in others if o.kind != e.kind]     # so forget-vs-retain contrasts isolate the entity
-        k_same = min(len(same), n_retain_entities)
-        retain_entities = rng.sample(same, k_same) + rng.sample(rest, n_retain_entities - k_same)
+        k_same = min(len(same), need)
+        pool = rng.sample(same, k_same) + rng.sample(rest, need - k_same)
+        retain_entities, fit_entities = pool[0::2] if fit else pool, pool[1::2] if fit else []
         retain = []
         for o in retain_entities:
             retain += [{k: p[k] for k in ("prompt", "answers", "form")} | {"entity": o.name}
                        for p in world.probes(o, forms=("completion",))]
-        forget = [{k: p[k] for k in ("prompt", "answers", "form", "attribute", "held_out")}
-                  for p in world.probes(e, forms=forms)]
+        keys = ("prompt", "answers", "form", "attribute", "held_out")
+        if not fit:
+            forget = [{k: p[k] for k in keys} for p in world.probes(e, forms=forms)]
+            out.append({"name": name, "subject": name, "forget": forget, "retain": retain,
+                        "kind": e.kind, "world_seed": world.seed})
+            continue
+        forget = [{k: p[k] for k in keys} for p in world.probes(e, forms=forms, held_out=True)]
+        fit_forget = [{k: p[k] for k in ("prompt", "answers", "form")} for p in world.probes(e, held_out=False)]
+        fit_retain = [{k: p[k] for k in ("prompt", "answers", "form")}
+                      for o in fit_entities for p in world.probes(o, held_out=False)]
         out.append({"name": name, "subject": name, "forget": forget, "retain": retain,
+                    "neighbors": [o.name for o in retain_entities],
+                    "fit": {"forget": fit_forget, "retain": fit_retain, "source": "world: trained phrasings"},
                     "kind": e.kind, "world_seed": world.seed})
     return out

@@ -1,7 +1,9 @@
 """Explicit registry of edit methods: name -> (config dataclass, fit function).
 
 Every method is `fit(model, concept, report=None, config) -> Edit`; `fit_edit(name, model, concept,
-report=None, **hyper)` builds the config from keyword hyper-parameters (unknown ones are an error).
+report=None, **hyper)` builds the config from keyword hyper-parameters (unknown ones are an error)
+and hands the method the concept's FIT view (workbench.concepts.fit): inside a method,
+`concept.forget` / `concept.retain` are fit data, never evaluation probes.
 Registration raises on duplicates (as SAELens' registry does).
 """
 from __future__ import annotations
@@ -77,9 +79,28 @@ def get_method(name: str) -> Method:
     return _REGISTRY[name]
 
 
+def _fit_views(model, concept):
+    """A concept (or list of them) -> the fit view(s) a method is allowed to see, and provenance."""
+    from workbench.concepts.fit import fit_view
+    if isinstance(concept, (list, tuple)):
+        if not concept:
+            raise ValueError("fit_edit needs at least one concept")
+        views = [fit_view(model, c) for c in concept]
+        return views, {v.name: v.extra["fit_provenance"] for v in views}
+    view = fit_view(model, concept)
+    return view, view.extra["fit_provenance"]
+
+
 def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
     """Fit method `name` on `concept` (or a list of concepts, for methods registered with batch=True:
-    one edit for all); records hyper-parameters, seed and wall time in the Edit."""
+    one edit for all); records hyper-parameters, seed and wall time in the Edit.
+
+    The method never sees the concept's evaluation probes: it gets `fit_view(model, concept)`
+    (workbench.concepts.fit), whose forget/retain are fit data (the concept file's `fit` block or
+    data derived from the unedited model), and `edit.provenance["fit"]` records where they came
+    from (overlap with evaluation: 0). A LocalizationReport located on evaluation probes is not
+    passed on (the method re-locates on the fit data); one located on the fit view is.
+    """
     method = get_method(name)
     if isinstance(concept, (list, tuple)):
         if not method.batch:
@@ -88,10 +109,17 @@ def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
             raise ValueError("no concepts given")
     config = method.config_cls.from_dict(hyper)
     with Timer() as t:
-        edit = method.fit(model, concept, report, config)
+        view, fit_prov = _fit_views(model, concept)
+        report_note = None
+        if report is not None and not (getattr(report, "meta", None) or {}).get("fit_view"):
+            report, report_note = None, "ignored: located on evaluation probes (the method used fit data instead)"
+        edit = method.fit(model, view, report, config)
     edit.edit_seconds = t.seconds
     edit.hyper = {**config.to_dict(), **edit.hyper}
     edit.seed = config.seed
-    edit.concept = edit.concept or (", ".join(c.name for c in concept) if isinstance(concept, (list, tuple))
-                                    else concept.name)
+    edit.concept = edit.concept or (concept.name if not isinstance(concept, (list, tuple))
+                                    else "+".join(c.name for c in concept))
+    edit.provenance = {**(edit.provenance or {}), "fit": fit_prov}
+    if report_note:
+        edit.provenance["report"] = report_note
     return edit

@@ -389,7 +389,7 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
                   "concepts": [c.name for c in concepts], "redirect_to": [it.redirect for it in items],
                   "n_contexts": [len(it.texts) for it in items], "key_tokens": [it.tokens for it in items],
                   "updates": details, "parent": record["parent"] if record else None}
-    edit = Edit("rocr", model.model_id, deltas, concept=", ".join(c.name for c in concepts), provenance=provenance)
+    edit = Edit("rocr", model.model_id, deltas, concept="+".join(c.name for c in concepts), provenance=provenance)
     edit.aux = aux
     if record:
         edit.parent = record

@@ -14,7 +14,8 @@ def locate(model, concept, kinds: tuple[str, ...] = ("concept_vectors", "directi
     `sae`: an SAE folder, a loaded SAEHandle or a list of them: adds `sae_feature` evidence (the
     `sae_top` most concept-selective features of each, see workbench.locate.sae).
     """
-    report = LocalizationReport(model.model_id, concept.name, meta={"timings": {}})
+    report = LocalizationReport(model.model_id, concept.name,
+                                meta={"timings": {}, "fit_view": bool(getattr(concept, "is_fit_view", False))})
     timings = report.meta["timings"]
     if getattr(model.family, "is_moe", False) and "concept_vectors" in kinds:
         # MoE: no dense value vectors to scan; expert routing attribution takes their place

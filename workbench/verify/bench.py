@@ -14,18 +14,22 @@ __all__ = ["run_bench", "bench_figures", "write_html", "validate_report", "valid
            "compact_table"]
 
 CHEAP_VERIFY = {"relearn": False, "fluency": False}
+NOT_KNOWN_BELOW = 0.5     # concepts whose forget hit before the edit is lower are listed in doc["not_known"]
 
 
 def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str, dict] | None = None,
               json_out=None, html_out=None, progress: bool = True, verify: dict | None = None,
-              utility_tokens: int = 4096, keep_going: bool = True) -> dict:
+              utility_tokens: int = 4096, keep_going: bool = True, split: str | None = None) -> dict:
     """Fit and verify each method on each concept.
 
     hyper: {method: {hyper-parameter: value}}. verify: keyword arguments for `verify_edit`
     (default: no relearning and no fluency, to keep time down). Perplexity/KL are measured on
     `utility_tokens` held-out tokens. keep_going=False re-raises a failing fit. `json_out` is
     rewritten (atomically) after every pair, so an interrupted run keeps what it measured.
-    Returns {"model", "workbench_version", "results": [...], "failures": [...]}.
+    split: "dev" | "test" keeps only the concepts of that split (workbench.concepts.splits) and is
+    recorded in the document. Each result also records the concept's `split` and the edit's `fit`
+    provenance (source, n_forget, n_retain, overlap_with_eval).
+    Returns {"model", "workbench_version", "split", "results": [...], "failures": [...]}.
     """
     import workbench
     from tqdm.auto import tqdm
@@ -36,8 +40,11 @@ def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str
     unknown = sorted(set(hyper) - set(methods))
     if unknown:
         raise ValueError(f"hyper-parameters given for method(s) not benchmarked: {unknown}")
+    from workbench.concepts.splits import select_split
+    concepts = select_split(concepts, split)
     vkw = {**CHEAP_VERIFY, "utility_tokens": utility_tokens, **(verify or {})}
-    doc = {"model": model.model_id, "workbench_version": workbench.__version__, "results": [], "failures": []}
+    doc = {"model": model.model_id, "workbench_version": workbench.__version__, "split": split or "all",
+           "results": [], "failures": []}
     pairs = [(c, m) for c in concepts for m in methods]
     for concept, method in tqdm(pairs, desc="bench", disable=not progress):
         try:
@@ -47,10 +54,20 @@ def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str
                 raise
             doc["failures"].append({"concept": concept.name, "method": method, "error": str(exc)})
         else:
-            doc["results"].append(verify_edit(model, concept, edit, **vkw))
+            result = verify_edit(model, concept, edit, **vkw)
+            result.setdefault("split", concept.split)
+            result.setdefault("fit", edit.provenance.get("fit"))
+            doc["results"].append(result)
         if json_out:
             from workbench.paths import write_json
             write_json(json_out, validate_report(doc))
+    known = {}
+    for r in doc["results"]:
+        known[r["concept"]] = r["forget"]["hit_before"]
+    doc["not_known"] = sorted(n for n, h in known.items() if h is not None and h < NOT_KNOWN_BELOW)
+    if json_out:
+        from workbench.paths import write_json
+        write_json(json_out, validate_report(doc))
     validate_report(doc)
     if html_out:
         write_html(html_out, bench_figures(doc), table=format_table(doc["results"]))
