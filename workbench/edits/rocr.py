@@ -230,6 +230,16 @@ def _mean_at_last_token(model, texts: list[str], site: str) -> torch.Tensor:
     return torch.stack([a[site][-1] for a in _acts(model, texts, [site])]).mean(0)
 
 
+def _span(model, text: str, subject: str) -> tuple[int, int]:
+    """Token span of the subject at the end of `text` (by offsets; by prefix lengths as ORT does
+    for tokenizers without offset mappings)."""
+    try:
+        return model.subject_span(text, subject)
+    except (KeyError, TypeError, NotImplementedError):
+        n = len(model.tokenizer(text)["input_ids"])
+        return min(n - 1, len(model.tokenizer(text[: text.rfind(subject)].rstrip())["input_ids"])), n
+
+
 class _Item:
     """One concept's texts and the subject token offsets its keys are read at."""
 
@@ -240,7 +250,7 @@ class _Item:
             raise ValueError(f"concept {concept.name!r} has no redirect_to: ROCR needs a harmless target "
                              "(or set unrelated_subject)")
         texts = subject_texts(model, concept, cfg)
-        spans = [model.subject_span(t, concept.subject) for t in texts]
+        spans = [_span(model, t, concept.subject) for t in texts]
         if cfg.keys == "last":
             self.texts, self.pos = texts, [[b - 1] for _a, b in spans]
             self.tokens = [model.tokenizer.decode([model.tokenizer(texts[-1])["input_ids"][spans[-1][1] - 1]])]
