@@ -1,6 +1,7 @@
 """CLI sub-commands for concepts, locate, edit, patch and demo (thin callers of the library)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -103,36 +104,63 @@ def _read_report(path: str):
 
 
 def cmd_edit(args) -> int:
+    from workbench.concepts import get_concept
     from workbench.edits import fit_edit, get_method
     from workbench.locate import LocalizationReport
     from workbench.patches.format import check_patch_target
     method = get_method(args.method)                           # fail fast on a bad name
+    pool = _concepts(args.concepts)
+    chosen = [get_concept(pool, name) for name in args.concept]
+    if len(chosen) > 1 and not method.batch:
+        raise UsageError(f"edit method {args.method!r} fits one concept at a time; give one --concept")
+    concept = chosen[0] if len(chosen) == 1 else chosen
     hyper = _hyper(args.set)
     method.config_cls.from_dict(hyper)                          # ...and on bad hyper-parameters
     check_patch_target(args.out)                                # ...and on an --out that may not be written
-    concept = _concept(args)
     report = None
     if args.report:
         report = _read_report(args.report)
+    if args.parent:
+        from workbench.patches import load_patch
+        load_patch(args.parent)                                # a bad parent fails before the model loads
     model = _load(args)
-    _check_lengths(model, concept)
-    edit = fit_edit(args.method, model, concept, report, **hyper)
-    print(f"{args.method} on {concept.name!r}: {len(edit.deltas)} tensor(s), {edit.params_changed():,} parameters, "
-          f"{edit.edit_seconds:.2f} s")
-    if args.verify:
-        from workbench.verify.bench import compact_table
-        from workbench.verify.battery import verify_edit
-        edit.report = verify_edit(model, concept, edit, utility_tokens=args.utility_tokens, relearn=False,
-                                  fluency=False)
-        print(compact_table(edit.report))
-    path = edit.save(args.out, model=model)
-    print(f"wrote patch {path}")
+    for c in chosen:
+        _check_lengths(model, c)
+    parent_edit = None
+    if args.parent:                                            # fit on top of the parent patch
+        from workbench.patches import apply_patch
+        parent_edit = apply_patch(args.parent, model)
+        if "parent" in {f.name for f in dataclasses.fields(method.config_cls)}:
+            hyper.setdefault("parent", args.parent)
+    try:
+        edit = fit_edit(args.method, model, concept, report, **hyper)
+        if args.parent and edit.parent is None:
+            from workbench.patches.stack import on_top_of
+            on_top_of(edit, args.parent, model)
+        names = ", ".join(repr(c.name) for c in chosen)
+        print(f"{args.method} on {names}: {len(edit.deltas)} tensor(s), {edit.params_changed():,} parameters, "
+              f"{edit.edit_seconds:.2f} s")
+        if args.verify:
+            from workbench.verify.bench import compact_table
+            from workbench.verify.battery import verify_edit
+            edit.report = verify_edit(model, chosen[0], edit, utility_tokens=args.utility_tokens, relearn=False,
+                                      fluency=False)
+            print(compact_table(edit.report))
+        path = edit.save(args.out, model=model)                # fingerprints: the parent-applied tensors
+    finally:
+        if parent_edit is not None:
+            parent_edit.revert(model)
+    print(f"wrote patch {path}" + (f" (on top of {args.parent})" if args.parent else ""))
     return 0
 
 
 def cmd_patch(args) -> int:
     from workbench import patches
     from workbench.patches.export import check_export_target
+    stack = args.patch
+    if len(stack) > 1 and args.action in ("inspect", "export"):
+        raise UsageError(f"patch {args.action} takes one patch, got {len(stack)}")
+    args.patch = stack[0]
     if args.action == "inspect":
         text, problem = patches.inspect_report(args.patch)
         print(text)
@@ -142,6 +170,8 @@ def cmd_patch(args) -> int:
         return 0
     if not args.model or not args.out:
         raise UsageError(f"patch {args.action} needs --model and --out")
+    if len(stack) > 1:
+        return _patch_stack(args, stack)
     if args.action in ("apply", "export"):                  # before the model is loaded
         check_export_target(args.out, args.format if args.action == "export" else "hf", source=args.model)
         patches.load_patch(args.patch)                      # and before it is loaded: a bad patch fails fast
@@ -172,6 +202,31 @@ def cmd_patch(args) -> int:
         print(f"reverted -> {out} ({'bit-exact: fingerprints match the base' if exact else 'fingerprints differ from the base (rounding); load the base checkpoint for a bit-exact original'})")
         return 0
     raise UsageError(f"unknown patch action {args.action!r}")
+
+
+def _patch_stack(args, stack: list[str]) -> int:
+    """`patch apply P1 P2 ...` (in order, each on top of the previous) / `patch revert P1 P2 ...`."""
+    from workbench import patches
+    from workbench.patches import stack as st
+    loaded = [patches.load_patch(p) for p in stack]
+    if args.action == "apply":
+        st.check_order(loaded)                                 # a wrong order fails before the model loads
+        model = _load(args)
+        edits = st.apply_stack(loaded, model)
+        try:
+            out = patches.export_hf(edits[-1], model, args.out)
+            (Path(out) / "workbench_stack.json").write_text(json.dumps(
+                [{"patch": p, "id": st.patch_id(x)} for p, x in zip(stack, loaded)], indent=2) + "\n")
+        finally:
+            st.revert_stack(edits, model)
+        print(f"applied {' + '.join(stack)} -> {out}")
+        return 0
+    if args.action == "revert":
+        out, exact = st.revert_stack_folder(loaded, args.model, args.out)
+        print(f"reverted {' + '.join(reversed(stack))} -> {out} "
+              f"({'bit-exact: fingerprints match the base' if exact else 'fingerprints differ from the base (rounding)'})")
+        return 0
+    raise ValueError(f"patch {args.action} takes one patch, got {len(stack)}")
 
 
 def cmd_demo(args) -> int:
@@ -215,8 +270,11 @@ def register(sub, commands) -> None:
     p.add_argument("method")
     p.add_argument("model")
     p.add_argument("--concepts", required=True)
-    p.add_argument("--concept", required=True)
+    p.add_argument("--concept", required=True, action="append",
+                   help="concept name; repeat it to erase several in one edit (methods with batch support, e.g. rocr)")
     p.add_argument("--out", required=True)
+    p.add_argument("--parent", default=None, metavar="PATCH",
+                   help="fit on top of this patch (applied first); the new patch names it as its parent")
     p.add_argument("--report", default=None, help="LocalizationReport JSON from `workbench locate`")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter (repeatable)")
     p.add_argument("--verify", action="store_true",
@@ -229,7 +287,7 @@ def register(sub, commands) -> None:
 
     p = sub.add_parser("patch", help="inspect | apply | revert | export a patch")
     p.add_argument("action", choices=["inspect", "apply", "revert", "export"])
-    p.add_argument("patch")
+    p.add_argument("patch", nargs="+", help="patch (apply / revert: several = a stack, in the order fitted)")
     p.add_argument("--model", default=None, help="base model (embedded name, folder, .gguf)")
     p.add_argument("--out", default=None)
     p.add_argument("--format", default="hf", choices=["hf", "peft"])

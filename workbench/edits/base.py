@@ -104,6 +104,10 @@ class Edit:
     report: dict[str, Any] | None = None
     edit_seconds: float | None = None
     hooks: list[HookEdit] = field(default_factory=list)
+    # named side tensors a patch carries but never applies (e.g. ROCR's preserved keys "rocr.keys.L")
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    # stack record when fitted on top of a patch: {"parent": patch id, "parent_fingerprints": {...}}
+    parent: dict[str, Any] | None = None
     _originals: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     _handles: list | None = field(default=None, repr=False)
 

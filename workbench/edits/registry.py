@@ -148,6 +148,7 @@ class Method:
     config_cls: type[EditConfig]
     fit: Callable[..., Edit]
     summary: str = ""
+    batch: bool = False               # fit accepts a list of concepts (one edit for all)
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -159,12 +160,12 @@ _PROVIDERS = {"ablate": "workbench.edits.ablate", "rocr": "workbench.edits.rocr"
               "uce": "workbench.diffusion.uce", "rece": "workbench.diffusion.rece"}
 
 
-def register(name: str, config_cls: type[EditConfig], summary: str = ""):
+def register(name: str, config_cls: type[EditConfig], summary: str = "", batch: bool = False):
     """Decorator registering `fit(model, concept, report, config) -> Edit` under `name`."""
     def deco(fn):
         if name in _REGISTRY:
             raise ValueError(f"edit method {name!r} is already registered")
-        _REGISTRY[name] = Method(name, config_cls, fn, summary)
+        _REGISTRY[name] = Method(name, config_cls, fn, summary, batch)
         return fn
     return deco
 
@@ -199,7 +200,8 @@ def _fit_views(model, concept):
 
 
 def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
-    """Fit method `name` on `concept`; records hyper-parameters, seed and wall time in the Edit.
+    """Fit method `name` on `concept` (or a list of concepts, for methods registered with batch=True:
+    one edit for all); records hyper-parameters, seed and wall time in the Edit.
 
     The method never sees the concept's evaluation probes: it gets `fit_view(model, concept)`
     (workbench.concepts.fit), whose forget/retain are fit data (the concept file's `fit` block or
@@ -208,6 +210,11 @@ def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
     passed on (the method re-locates on the fit data); one located on the fit view is.
     """
     method = get_method(name)
+    if isinstance(concept, (list, tuple)):
+        if not method.batch:
+            raise ValueError(f"edit method {name!r} fits one concept at a time; got {len(concept)}")
+        if not concept:
+            raise ValueError("no concepts given")
     config = method.config_cls.from_dict(hyper)
     with Timer() as t:
         view, fit_prov = _fit_views(model, concept)

@@ -324,6 +324,14 @@ def build_manifest(edit: Edit, model=None, base_model_id: str | None = None) -> 
                 manifest["fingerprints"].setdefault(n, g["fingerprint"])
                 manifest["patched_fingerprints"].setdefault(n, g["fingerprint"])   # a hook changes no weight
                 manifest["base_tensors"].setdefault(n, {"shape": list(g["shape"]), "dtype": g["dtype"]})
+    if edit.aux:                      # side tensors (never applied), e.g. ROCR's preserved keys
+        manifest["aux"] = {}
+        for name, t in edit.aux.items():
+            tensors[f"aux.{name}"] = t.detach().to("cpu").contiguous().clone()
+            manifest["aux"][name] = f"aux.{name}"
+    if edit.parent:                   # stack: fitted on top of another patch (workbench.patches.stack)
+        manifest["parent"] = edit.parent["parent"]
+        manifest["parent_fingerprints"] = dict(edit.parent["parent_fingerprints"])
     dense = [d for d in edit.deltas if d.kind == "dense"]
     if dense:
         manifest["dense_note"] = (
@@ -709,6 +717,16 @@ def validate_manifest(m: dict, label: str = MANIFEST) -> None:
         if not (isinstance(info, dict) and isinstance(info.get("shape"), list) and isinstance(info.get("dtype"), str)
                 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in info["shape"])):
             raise PatchError(f"{label}: key 'base_tensors'[{name!r}] needs a 'shape' list and a 'dtype' string")
+    aux = m.get("aux")
+    if aux is not None and not (isinstance(aux, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                              for k, v in aux.items())):
+        raise PatchError(f"{label}: key 'aux' must map names to tensor keys")
+    if "parent" in m or "parent_fingerprints" in m:
+        if not isinstance(m.get("parent"), str) or not _HEX64.match(m["parent"]):
+            raise PatchError(f"{label}: key 'parent' is not a sha256 hex digest (the parent patch's id)")
+        pf = m.get("parent_fingerprints")
+        if not isinstance(pf, dict) or not all(isinstance(v, str) and _HEX64.match(v) for v in pf.values()):
+            raise PatchError(f"{label}: key 'parent_fingerprints' must map tensor names to sha256 hex digests")
 
 
 _FIELDS = {"dense": ("delta",), "low_rank": ("A", "B"), "sparse": ("indices", "values"),
@@ -849,7 +867,16 @@ def load_patch(path: str | Path, max_bytes: int | None = None) -> Patch:
             raise
         except (ValueError, TypeError, KeyError) as exc:
             raise PatchError(f"{label}: hooks[{i}]: {exc}") from None
-    edit = Edit(method=manifest["method"], model_id=manifest["base_model"], deltas=deltas, hooks=hooks,
+
+    aux = {}
+    for name, key in (manifest.get("aux") or {}).items():
+        if key not in tensors:
+            raise PatchError(f"{label}: aux {name!r}: tensor {key!r} is not in {TENSORS}")
+        aux[name] = tensors[key]
+    parent = ({"parent": manifest["parent"], "parent_fingerprints": manifest["parent_fingerprints"]}
+              if "parent" in manifest else None)
+    edit = Edit(method=manifest["method"], model_id=manifest["base_model"], deltas=deltas, hooks=hooks, aux=aux,
+                parent=parent,
                 concept=manifest.get("concept"), hyper=manifest.get("hyper") or {},
                 seed=manifest.get("seed"), provenance=manifest.get("provenance") or {},
                 report=manifest.get("report"), edit_seconds=manifest.get("edit_seconds"))
