@@ -71,16 +71,43 @@ def test_ablate_vectors_and_direction(smol, eiffel):
         for d in edit.deltas:
             W = smol.hf.get_parameter(d.name)
             assert torch.count_nonzero(W[:, d.indices]) == 0
-    direction = fit_edit("ablate", smol, eiffel, target="direction")
-    L = direction.provenance["layer"]
-    with direction.applied(smol):
-        W = smol.param("blocks.7.attn.W_O").detach().float().clone()
-        _, cache = smol.run_with_cache("The Eiffel Tower", [f"blocks.{L}.hook_attn_out"])
-    from workbench.locate.directions import residual_directions
-    r = residual_directions(smol, eiffel).directions[L]
-    assert float((r @ W).abs().max()) < 1e-4                          # nothing written along r any more
-    assert float((cache[f"blocks.{L}.hook_attn_out"] @ r).abs().max()) < 1e-3
     assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
+
+
+def test_ablate_direction_orthogonalises_every_writer_and_the_embedding(smol, eiffel):
+    """Reference weight orthogonalisation: every residual writer AND the (tied) embedding lose r̂,
+    each change rank one; the layer is the causal argmax (forget drop − retain drop) on fit probes."""
+    before = _snapshot(smol)
+    direction = fit_edit("ablate", smol, eiffel, target="direction", layer_stride=8)
+    prov = direction.provenance
+    search = prov["layer_search"]
+    assert [c["layer"] for c in search["candidates"]] == [0, 8, 16]          # < 0.8 · 30 layers, stride 8
+    assert prov["layer"] == max(search["candidates"], key=lambda c: c["score"])["layer"]
+    best = next(c for c in search["candidates"] if c["layer"] == prov["layer"])
+    assert best["score"] > 0 and best["forget_drop"] > 0                     # it hurts the forget fit texts more
+    emb = smol.weight_name("embed.W_E")
+    assert prov["include_embedding"] and emb in direction.names and prov["tied_embeddings_note"]
+    assert len(direction.names) == 2 * smol.n_layers + 1
+    r = -next(d for d in direction.deltas if d.name != emb).A[:, 0].double()
+    assert abs(float(r.norm()) - 1) < 1e-6
+    for d in direction.deltas:
+        assert d.kind == "low_rank" and d.A.shape[1] == 1
+        assert torch.linalg.matrix_rank(d.A.double() @ d.B.double()).item() == 1
+    L = prov["layer"]
+    with direction.applied(smol):
+        for d in direction.deltas:
+            W = smol.hf.get_parameter(d.name).detach().double()
+            along = W @ r if d.name == emb else r @ W                        # E' r̂ = 0; r̂ᵀ W' = 0
+            assert float(along.abs().max()) < 5e-6 * float(W.abs().max()), d.name   # fp32 rounding only
+        _, cache = smol.run_with_cache("The Eiffel Tower", [f"blocks.{L}.hook_resid_post", "blocks.20.hook_resid_post"])
+    for site in (f"blocks.{L}.hook_resid_post", "blocks.20.hook_resid_post"):
+        x = cache[site].double()
+        assert float((x @ r).abs().max()) < 1e-4 * float(x.norm(dim=-1).max())   # no r̂ anywhere in the stream
+    assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
+    probe = fit_edit("ablate", smol, eiffel, target="direction", layer_select="probe", include_embedding=False)
+    assert probe.provenance["layer_search"] is None and len(probe.names) == 2 * smol.n_layers
+    with pytest.raises(ValueError, match="layer_select"):
+        fit_edit("ablate", smol, eiffel, target="direction", layer_select="nope")
 
 
 def _cli(*args):
