@@ -177,3 +177,50 @@ def test_rocr_subject_keys_have_rank_of_the_later_subject_tokens(smol, eiffel):
     assert delta.A.shape[1] == n_tokens - 1 == edit.provenance["updates"][0]["rank"]
     W = smol.param("blocks.4.mlp.W_out").detach()
     assert torch.linalg.matrix_rank(delta.dense_delta(W).double(), rtol=1e-6) == n_tokens - 1
+
+
+def test_parametric_trace_jaccard_and_l2_hand_case(smol, eiffel):
+    """ConceptVectors' metrics: no edit -> Jaccard 1, L2 0; replacing one located vector v by −v
+    -> its top-200 projection becomes the bottom-200 (Jaccard 0) and L2 = 2‖v‖ exactly."""
+    from workbench.edits.base import Edit, TensorDelta
+    from workbench.verify.robustness import jaccard, parametric_signature, parametric_trace
+    assert jaccard([1, 2, 3], [2, 3, 4]) == 0.5 and jaccard([], []) == 1.0
+    sig = parametric_signature(smol, eiffel, top_n=4)
+    assert sig["top_ids"].shape == (4, 200)
+    same = parametric_trace(smol, eiffel, sig)
+    assert same["jaccard_mean"] == 1.0 and same["l2_max"] == 0.0
+    L, i = sig["sites"][0]
+    W = smol.param(f"blocks.{L}.mlp.W_out")
+    v = sig["vectors"][0]
+    flip = Edit("test", smol.model_id, [TensorDelta(smol.weight_name(f"blocks.{L}.mlp.W_out"), "replace_rows",
+                                                     tuple(W.shape), "float32", indices=torch.tensor([i]),
+                                                     values=(-v)[:, None].to(W.dtype), dim=1)])
+    with flip.applied(smol):
+        tr = parametric_trace(smol, eiffel, sig)
+    row = tr["per_site"][0]
+    assert row["jaccard"] == 0.0 and abs(row["l2"] - 2 * float(v.norm())) < 1e-5
+    assert all(r["jaccard"] == 1.0 and r["l2"] == 0.0 for r in tr["per_site"][1:] if r["site"] != row["site"])
+    assert tr["jaccard_min"] == 0.0
+
+
+def test_ablate_needle_noises_then_trains_only_the_vectors(smol, eiffel):
+    """Needle (ConceptVectors forget.py): noise std 0.1 on each located vector, then only those
+    vectors are trained on the fit forget texts (NPO); every other weight is untouched."""
+    before = _snapshot(smol)
+    noised = fit_edit("ablate", smol, eiffel, mode="needle", n_vectors=2, validate_top=4, needle_steps=1,
+                      needle_lr=1e-12)                                            # ~ the noised start
+    edit = fit_edit("ablate", smol, eiffel, mode="needle", n_vectors=2, validate_top=4, needle_steps=4)
+    needle = edit.provenance["needle"]
+    assert needle["loss"] == "npo" and needle["noise_std"] == 0.1 and len(needle["losses"]) == 4
+    assert needle["losses"][-1] < needle["losses"][0]                            # NPO pushes forget NLL up
+    for a, b in zip(edit.deltas, noised.deltas):
+        assert a.kind == "replace_rows" and torch.equal(a.indices, b.indices)
+        W = before[a.name]
+        old = W.index_select(a.dim, a.indices).float()
+        noise = (b.values.float() - old)
+        assert 0.05 < float(noise.std()) < 0.2                                    # the paper's 0.1 noise
+        assert not torch.allclose(a.values.float(), b.values.float(), atol=1e-6)  # then trained
+    assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
+    with edit.applied(smol):
+        changed = {k for k, v in smol.hf.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == set(edit.names)
