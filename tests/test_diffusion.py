@@ -285,8 +285,42 @@ def test_rece_keeps_best_epoch_by_heldout_check(sd):
 # ---------------------------------------------------------------------------------- SAE clamp
 @pytest.fixture(scope="module")
 def clamp(sd):
+    """The random-weight tiny encoder has no general 'Van Gogh' feature (a general-corpus SAE finds
+    none selective: measured, TPR 0), so the structural tests train on concept + general prompts."""
     from workbench.diffusion.sae import fit_sae_clamp
-    return fit_sae_clamp(sd, ["Van Gogh"], width=256, k=8, steps=250)
+    return fit_sae_clamp(sd, ["Van Gogh"], width=256, k=8, steps=250, sae_corpus="concept+general")
+
+
+def test_itd_reference_defaults_and_reconstruction_formula(sd, clamp):
+    """ItD (reference generate_images.py): strength −8, layer 8 of 12, gated prompts replaced by
+    decode(z') with the features scaled at every token but BOS; error_term=True keeps x − decode(z)."""
+    import inspect
+    from dataclasses import replace
+    from types import SimpleNamespace
+    from workbench.diffusion.sae import default_site, fit_sae_clamp, general_prompts
+    sig = inspect.signature(fit_sae_clamp).parameters
+    assert sig["scale"].default == -8.0 and sig["error_term"].default is False
+    assert sig["sae_corpus"].default == "general"
+    fake = lambda n: SimpleNamespace(text_encoder=SimpleNamespace(config=SimpleNamespace(num_hidden_layers=n)))
+    assert default_site(fake(12)) == "text.blocks.8.hook_resid_post" and default_site(fake(4)) == "text.blocks.3.hook_resid_post"
+    general = general_prompts(exclude=["Van Gogh", "Claude Monet"])
+    assert "" in general and not any("Van Gogh" in p or "Monet" in p for p in general)
+    assert clamp.scale == -8.0 and not clamp.error_term
+    x = sites.run_with_cache(sd, ["a painting by Van Gogh"], [clamp.site])[clamp.site]
+    S = torch.tensor(clamp.features)
+    open_gate = replace(clamp, gate=False)
+    z = clamp.sae.encode(x)
+    z2 = z.clone()
+    z2[:, 1:, S] = z[:, 1:, S] * -8.0
+    torch.testing.assert_close(open_gate.transform(x), clamp.sae.decode(z2), rtol=0, atol=1e-6)
+    keep_err = replace(clamp, gate=False, error_term=True)
+    hand = x + ((-8.0 - 1.0) * z[..., S]) @ clamp.sae.W_dec[S]
+    torch.testing.assert_close(keep_err.transform(x), hand, rtol=0, atol=1e-5)
+    general_fit = fit_sae_clamp(sd, ["Van Gogh"], width=64, k=4, steps=20)
+    assert general_fit.info["sae"]["corpus"] == "general"
+    assert general_fit.info["sae"]["corpus_prompts"] == len(general_prompts(exclude=["Van Gogh"]))
+    with pytest.raises(ValueError, match="sae_corpus"):
+        fit_sae_clamp(sd, ["Van Gogh"], steps=1, sae_corpus="nope")
 
 
 def test_sae_trains_and_selects_gated_features(sd, clamp):
