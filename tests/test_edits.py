@@ -224,3 +224,53 @@ def test_ablate_needle_noises_then_trains_only_the_vectors(smol, eiffel):
     with edit.applied(smol):
         changed = {k for k, v in smol.hf.state_dict().items() if not torch.equal(before[k], v)}
     assert changed == set(edit.names)
+
+
+def test_lm_sae_clamp_itd_form_replaces_edited_positions_by_reconstruction():
+    """error_term=False (ItD): edited positions -> decode(f'); untouched positions stay x exactly.
+    error_term=True (default): x + decode(f') − decode(f)."""
+    from types import SimpleNamespace
+    from workbench.edits.sae_clamp import SAEClampHook
+    g = torch.Generator().manual_seed(0)
+    W_enc, W_dec, b = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g), torch.randn(4, generator=g)
+
+    class Lin:
+        def __init__(self):
+            self.W_enc = W_enc
+        def encode(self, x):
+            return torch.relu(x @ W_enc.T)
+        def decode(self, f):
+            return f @ W_dec + b
+    sae = Lin()
+    handle = SimpleNamespace(sae=sae, site="blocks.0.hook_resid_post", source={"path": "x"}, sha256="0" * 64,
+                             name="toy")
+    x = torch.randn(3, 4, generator=g)
+    f = sae.encode(x)
+    feat = int(f.sum(0).argmax())
+    fire = f[:, feat] > 0
+    assert bool(fire.any())
+    itd = SAEClampHook(handle, [feat], "scale", scale=-8.0, gate=0.0, error_term=False)
+    keep = SAEClampHook(handle, [feat], "scale", scale=-8.0, gate=0.0)
+    f2 = f.clone()
+    f2[fire, feat] = f[fire, feat] * -8.0
+    out = itd.edited(x)
+    assert torch.allclose(out[fire], sae.decode(f2)[fire], atol=1e-6)
+    assert torch.equal(out[~fire], x[~fire])
+    torch.testing.assert_close(keep.edited(x), x + sae.decode(f2) - sae.decode(f), rtol=0, atol=1e-6)
+    meta, tensors = itd.to_manifest()
+    meta["site"] = itd.site
+    assert SAEClampHook.from_manifest(meta, tensors, "t").error_term is False
+    del meta["error_term"]
+    assert SAEClampHook.from_manifest(meta, tensors, "t").error_term is True      # older patches
+
+
+def test_sae_corpus_mix_interleaves_equal_shares(smol):
+    from workbench.data.corpus import token_chunks
+    from workbench.sae.train import CORPUS_MIX
+    assert CORPUS_MIX == "wordnet+kjv+shakespeare"
+    a = token_chunks(smol.tokenizer, n_tokens=512, seq_len=64, source="wordnet")
+    b = token_chunks(smol.tokenizer, n_tokens=512, seq_len=64, source="shakespeare")
+    mix = token_chunks(smol.tokenizer, n_tokens=1024, seq_len=64, source="wordnet+shakespeare")
+    assert mix.shape == (16, 64) and torch.equal(mix[0::2], a) and torch.equal(mix[1::2], b)
+    with pytest.raises(ValueError, match="distinct"):
+        token_chunks(smol.tokenizer, n_tokens=64, seq_len=32, source="wordnet+wordnet")
