@@ -59,7 +59,8 @@ def _vector_deltas(model, concept, report, cfg: AblateConfig) -> tuple[list[Tens
                   for e in report.ranked("concept_vector") if e.causal_effect is not None and e.causal_effect > 0]
         source = "LocalizationReport"
     if not chosen:
-        res = locate_concept_vectors(model, concept, validate_top=cfg.validate_top, mode=cfg.mode,
+        res = locate_concept_vectors(model, concept, validate_top=cfg.validate_top,
+                                     mode="noise" if cfg.mode == "needle" else cfg.mode,   # needle: validate by noise
                                      seed=cfg.seed, progress=False)
         chosen = [(v.layer, v.index, v.causal_effect) for v in res["vectors"]
                   if v.causal_effect is not None and v.causal_effect > 0]
