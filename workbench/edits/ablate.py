@@ -45,6 +45,7 @@ class AblateConfig(EditConfig):
     layer_select: str = "causal"     # direction: "causal" (forget drop - retain drop) | "probe" (accuracy)
     max_layer_frac: float = 0.8      # causal: candidates are layers < frac * n_layers (reference prunes 20 %)
     layer_stride: int = 1            # causal: every `stride`-th candidate layer
+    max_retain_drop: float = 0.1     # causal: candidates must keep the retain drop within this (nats/token)
 
 
 def _dtype(t: torch.Tensor) -> str:
@@ -182,7 +183,8 @@ def _direction_deltas(model, concept, report, cfg: AblateConfig) -> tuple[list[T
         search = causal_layer(model, concept, res,
                               lambda r: Edit("ablate", model.model_id,
                                              orthogonalization_deltas(model, r, cfg.include_embedding)),
-                              max_layer_frac=cfg.max_layer_frac, stride=cfg.layer_stride)
+                              max_layer_frac=cfg.max_layer_frac, stride=cfg.layer_stride,
+                              max_retain_drop=cfg.max_retain_drop)
         layer, source = search["layer"], "causal: max forget log-prob drop minus retain drop"
     deltas = orthogonalization_deltas(model, res.directions[layer], cfg.include_embedding)
     prov = {"layer": layer, "probe_accuracy": res.accuracy[layer], "separation": res.separation[layer],

@@ -11,7 +11,9 @@ bit-exactly) and the score is
 
     (mean per-token log P(forget answer) before − after) − (same for the retain answers),
 
-on the concept's own probes — inside `fit_edit` these are the FIT probes, never evaluation ones."""
+among the candidates whose retain drop stays within `max_retain_drop` nats/token (as the
+reference filters candidates by KL on harmless prompts, ≤ 0.1; if none qualifies the best score
+overall is taken and flagged), on the concept's own probes — inside `fit_edit` these are the FIT probes, never evaluation ones."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +68,7 @@ def _mean_token_logprob(model, prompts: list[str], answers: list[str]) -> float:
 
 @torch.no_grad()
 def causal_layer(model, concept, res: DirectionResult, make_edit, max_layer_frac: float = 0.8,
-                 stride: int = 1, progress: bool = True) -> dict:
+                 stride: int = 1, progress: bool = True, max_retain_drop: float = 0.1) -> dict:
     """The layer whose direction ablation most lowers the forget answers minus the retain drop."""
     from tqdm.auto import tqdm
 
@@ -86,8 +88,10 @@ def causal_layer(model, concept, res: DirectionResult, make_edit, max_layer_frac
             f, r = _mean_token_logprob(model, fp, fa), _mean_token_logprob(model, rp, ra)
         rows.append({"layer": L, "forget_drop": round(base_f - f, 5), "retain_drop": round(base_r - r, 5),
                      "score": round((base_f - f) - (base_r - r), 5)})
-    best = max(rows, key=lambda row: row["score"])
+    ok = [row for row in rows if row["retain_drop"] <= max_retain_drop]
+    best = max(ok or rows, key=lambda row: row["score"])
     return {"layer": best["layer"], "candidates": rows, "n_forget": len(fp), "n_retain": len(rp),
+            "max_retain_drop": max_retain_drop, "within_retain_budget": bool(ok),
             "base_forget_logprob": base_f, "base_retain_logprob": base_r}
 
 
