@@ -1,5 +1,9 @@
 """WAGLE evaluation: attribution-guided masks vs no mask vs random vs magnitude masks, at the same
-unlearning loss, learning rate, steps and sparsity (Jia et al., NeurIPS 2024, Tables 2-3 in spirit).
+unlearning loss, learning rate, steps and keep share (Jia et al., NeurIPS 2024, Tables 2-3 in spirit).
+
+Held-out protocol: the attribution scores and the edit see only the concept's FIT view
+(workbench.concepts.fit.fit_view); the battery scores the evaluation probes. Rates carry n and a
+95 % Wilson interval.
 
 For each concept and each mask kind: score the weights (timed: attribution cost in forward+backward
 passes and seconds), keep the top (1 - sparsity) share, run the masked unlearning edit
@@ -21,9 +25,24 @@ import time
 from pathlib import Path
 
 
+def wilson(k: float, n: int, z: float = 1.96) -> list[float] | None:
+    """95 % Wilson score interval of a proportion k/n."""
+    if not n:
+        return None
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / den
+    return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
+
+
 def _summary_row(r: dict, mask: str, steps: int) -> dict:
     ppl = r["perplexity"]
-    return {"concept": r["concept"], "mask": mask, "steps": steps,
+    n_f, n_r = r["forget"].get("n"), r["retain"].get("n")
+    ci = lambda rate, n: wilson(round(rate * n), n) if rate is not None and n else None
+    return {"concept": r["concept"], "mask": mask, "steps": steps, "n_forget": n_f, "n_retain": n_r,
+            "forget_hit_ci": [ci(r["forget"]["hit_before"], n_f), ci(r["forget"]["hit_after"], n_f)],
+            "retain_hit_ci": [ci(r["retain"]["hit_before"], n_r), ci(r["retain"]["hit_after"], n_r)],
             "forget_hit": [r["forget"]["hit_before"], r["forget"]["hit_after"]],
             "forget_prob": [r["forget"]["prob_before"], r["forget"]["prob_after"]],
             "retain_hit": [r["retain"]["hit_before"], r["retain"]["hit_after"]],
@@ -68,6 +87,7 @@ def run(args) -> dict:
     import workbench
     from tqdm.auto import tqdm
     from workbench.concepts import get_concept, load_builtin, read_concepts
+    from workbench.concepts.fit import fit_view
     from workbench.edits import fit_edit
     from workbench.locate.masks import top_fraction
     from workbench.locate.weights import attribution_scores
@@ -83,7 +103,7 @@ def run(args) -> dict:
     steps_list = [int(x) for x in str(args.steps).split(",") if x.strip()]
     torch.manual_seed(args.seed)
     model = load_model(args.model)
-    hyper = {"loss": args.loss, "lr": args.lr, "steps": steps_list[0], "sparsity": args.sparsity, "scope": args.scope,
+    hyper = {"loss": args.loss, "lr": args.lr, "steps": steps_list[0], "keep": args.keep, "scope": args.scope,
              "params": args.params, "mu": args.mu, "seed": args.seed,
              "retain_text_tokens": args.retain_text_tokens}
     doc = {"model": model.model_id, "workbench_version": workbench.__version__,
@@ -98,10 +118,10 @@ def run(args) -> dict:
             if mask_kind == "none":
                 mask_arg = "none"
             else:
-                ws = attribution_scores(model, concept, method=mask_kind, mu=args.mu, params=args.params,
-                                        seed=args.seed, retain_text_tokens=args.retain_text_tokens)
+                ws = attribution_scores(model, fit_view(model, concept), method=mask_kind, mu=args.mu,
+                                        params=args.params, seed=args.seed, retain_text_tokens=args.retain_text_tokens)
                 attribution.update(seconds=ws.meta["seconds"], passes=ws.meta["passes"])
-                mask = top_fraction(ws, args.sparsity, args.scope)
+                mask = top_fraction(ws, None, args.scope, keep=args.keep)
                 if concept is concepts[0] and mask_kind == "wagle":
                     figures += ws.figures() + mask.figures()
                     attribution["top_weights"] = ws.top_weights(10)
@@ -147,9 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--masks", default="wagle,none,random,magnitude",
                    help="comma-separated: wagle, none, random, magnitude, gradient, snip")
     p.add_argument("--loss", default="npo", choices=["npo", "graddiff", "simnpo", "ga"])
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--steps", default="4", help="steps, or a comma-separated list for a trade-off curve")
-    p.add_argument("--sparsity", type=float, default=0.95)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--steps", default="20", help="steps, or a comma-separated list for a trade-off curve")
+    p.add_argument("--keep", type=float, default=0.95, help="share of weights kept for updating (WAGLE ratio)")
     p.add_argument("--scope", default="global", choices=["global", "per_module"])
     p.add_argument("--params", default="all")
     p.add_argument("--mu", type=float, default=1e-6)

@@ -107,6 +107,50 @@ def test_uce_factors_equal_reference_formula():
     torch.testing.assert_close(W + A @ B, uce_reference(W, C, V, P, 0.1, 1.0, 0.3), rtol=1e-9, atol=1e-9)
 
 
+def _reference_edit_model_fp64(sd, W, old: str, new: str, retain: list[str], lamb: float, s_e: float, s_p: float):
+    """W' exactly as the reference `train-scripts/train_erase.py` `edit_model` builds it (replace), in fp64."""
+    W = W.double()
+    mat1 = lamb * W
+    mat2 = lamb * torch.eye(W.shape[1], dtype=torch.float64)
+    tok = sd.tokenizer([old, new or " "], padding="max_length", max_length=sd.tokenizer.model_max_length,
+                       truncation=True, return_tensors="pt")
+    emb = sd.encode([old, new or " "]).double()
+    fo, fn = int(tok.attention_mask[0].sum()) - 2, int(tok.attention_mask[1].sum()) - 2
+    far = max(fo, fn)
+    old_emb = emb[0][fo:len(emb[0]) - max(0, far - fo)]
+    new_emb = emb[1][fn:len(emb[1]) - max(0, far - fn)]
+    v = new_emb @ W.T
+    mat1 += s_e * (v[:, :, None] @ old_emb[:, None, :]).sum(0)
+    mat2 += s_e * (old_emb[:, :, None] @ old_emb[:, None, :]).sum(0)
+    for t in retain:                                               # every one of the 77 rows of a retain text
+        c = sd.encode([t]).double()[0]
+        mat1 += s_p * ((c @ W.T)[:, :, None] @ c[:, None, :]).sum(0)
+        mat2 += s_p * (c[:, :, None] @ c[:, None, :]).sum(0)
+    return mat1 @ torch.inverse(mat2)
+
+
+def test_uce_defaults_match_reference_edit_model(sd):
+    """Defaults = the reference call: lamb 0.5, retain texts [''] + preserve with all context rows,
+    preserve_scale max(0.1, 1/len(retain)); W + ΔW equals its fp64 W' up to fp32 solve error."""
+    cfg = UCEConfig()
+    assert cfg.lamb == 0.5 and cfg.preserve_tokens == "context"
+    edit = uce_edit(sd, SPEC)
+    retain = [""] + SPEC.preserve
+    assert edit.hyper["preserve_scale"] == max(0.1, 1 / len(retain))
+    assert edit.provenance["n_preserved_vectors"] == 77 * len(retain)
+    for d in edit.deltas[:4] + edit.deltas[-2:]:
+        W = sd.hf.get_parameter(d.name).detach()
+        ref = _reference_edit_model_fp64(sd, W, "Van Gogh", "art", retain, 0.5, 1.0, edit.hyper["preserve_scale"])
+        got = W.double() + d.dense_delta(W).double()
+        err = float((got - ref).norm() / (ref - W.double()).norm())
+        assert err < 1e-3, (d.name, err)                            # the change itself is right to 0.1 %
+    old = uce_edit(sd, SPEC, UCEConfig(lamb=0.1, preserve_tokens="uce"))   # the former defaults differ
+    W = sd.hf.get_parameter(old.deltas[0].name).detach()
+    assert not torch.allclose(old.deltas[0].dense_delta(W), edit.deltas[0].dense_delta(W), atol=1e-6)
+    with pytest.raises(ValueError, match="preserve_tokens"):
+        uce_edit(sd, SPEC, UCEConfig(preserve_tokens="nope"))
+
+
 def test_uce_rank_bounded_by_erased_vectors(sd):
     spec = ErasureSpec(erase=["Van Gogh", "Salvador Dali"], guide="art", preserve=["a dog"])
     edit = uce_edit(sd, spec, UCEConfig(tokens="eos"))
@@ -217,11 +261,66 @@ def test_rece_raises_recovery_residual_and_reverts(sd):
         assert torch.equal(v, before[k])
 
 
+def test_rece_keeps_best_epoch_by_heldout_check(sd):
+    """Up to 10 epochs; the kept edit is the argmax of the held-out check (ties: earlier), and equals
+    the edit that runs exactly that many epochs with select='last' (the same factors, bit for bit)."""
+    from workbench.diffusion.rece import RECEConfig, rece_edit
+    assert RECEConfig().epochs == 10 and RECEConfig().rece_lamb == 0.1
+    edit = rece_edit(sd, SPEC, RECEConfig(epochs=4))
+    scores = [edit.provenance["uce_check"]["score"]] + [e["check"]["score"] for e in edit.provenance["epochs"]]
+    kept = edit.provenance["kept_epochs"]
+    assert kept == max(range(5), key=lambda k: (scores[k], -k))
+    same = rece_edit(sd, SPEC, RECEConfig(epochs=kept, select="last"))
+    for a, b in zip(edit.deltas, same.deltas):
+        W = sd.hf.get_parameter(a.name)
+        assert torch.equal(a.dense_delta(W), b.dense_delta(W))
+    heavy = rece_edit(sd, SPEC, RECEConfig(epochs=4, drift_penalty=1e6))  # drift dominates: keep the least drift
+    drifts = [heavy.provenance["uce_check"]["heldout_drift"]] + [e["check"]["heldout_drift"]
+                                                                 for e in heavy.provenance["epochs"]]
+    assert heavy.provenance["kept_epochs"] == min(range(5), key=lambda k: (drifts[k], k))
+    with pytest.raises(ValueError, match="select"):
+        rece_edit(sd, SPEC, RECEConfig(select="nope"))
+
+
 # ---------------------------------------------------------------------------------- SAE clamp
 @pytest.fixture(scope="module")
 def clamp(sd):
+    """The random-weight tiny encoder has no general 'Van Gogh' feature (a general-corpus SAE finds
+    none selective: measured, TPR 0), so the structural tests train on concept + general prompts."""
     from workbench.diffusion.sae import fit_sae_clamp
-    return fit_sae_clamp(sd, ["Van Gogh"], width=256, k=8, steps=250)
+    return fit_sae_clamp(sd, ["Van Gogh"], width=256, k=8, steps=250, sae_corpus="concept+general")
+
+
+def test_itd_reference_defaults_and_reconstruction_formula(sd, clamp):
+    """ItD (reference generate_images.py): strength −8, layer 8 of 12, gated prompts replaced by
+    decode(z') with the features scaled at every token but BOS; error_term=True keeps x − decode(z)."""
+    import inspect
+    from dataclasses import replace
+    from types import SimpleNamespace
+    from workbench.diffusion.sae import default_site, fit_sae_clamp, general_prompts
+    sig = inspect.signature(fit_sae_clamp).parameters
+    assert sig["scale"].default == -8.0 and sig["error_term"].default is False
+    assert sig["sae_corpus"].default == "general"
+    fake = lambda n: SimpleNamespace(text_encoder=SimpleNamespace(config=SimpleNamespace(num_hidden_layers=n)))
+    assert default_site(fake(12)) == "text.blocks.8.hook_resid_post" and default_site(fake(4)) == "text.blocks.3.hook_resid_post"
+    general = general_prompts(exclude=["Van Gogh", "Claude Monet"])
+    assert "" in general and not any("Van Gogh" in p or "Monet" in p for p in general)
+    assert clamp.scale == -8.0 and not clamp.error_term
+    x = sites.run_with_cache(sd, ["a painting by Van Gogh"], [clamp.site])[clamp.site]
+    S = torch.tensor(clamp.features)
+    open_gate = replace(clamp, gate=False)
+    z = clamp.sae.encode(x)
+    z2 = z.clone()
+    z2[:, 1:, S] = z[:, 1:, S] * -8.0
+    torch.testing.assert_close(open_gate.transform(x), clamp.sae.decode(z2), rtol=0, atol=1e-6)
+    keep_err = replace(clamp, gate=False, error_term=True)
+    hand = x + ((-8.0 - 1.0) * z[..., S]) @ clamp.sae.W_dec[S]
+    torch.testing.assert_close(keep_err.transform(x), hand, rtol=0, atol=1e-5)
+    general_fit = fit_sae_clamp(sd, ["Van Gogh"], width=64, k=4, steps=20)
+    assert general_fit.info["sae"]["corpus"] == "general"
+    assert general_fit.info["sae"]["corpus_prompts"] == len(general_prompts(exclude=["Van Gogh"]))
+    with pytest.raises(ValueError, match="sae_corpus"):
+        fit_sae_clamp(sd, ["Van Gogh"], steps=1, sae_corpus="nope")
 
 
 def test_sae_trains_and_selects_gated_features(sd, clamp):

@@ -75,17 +75,43 @@ def test_ablate_vectors_and_direction(smol, eiffel):
         for d in edit.deltas:
             W = smol.hf.get_parameter(d.name)
             assert torch.count_nonzero(W[:, d.indices]) == 0
-    direction = fit_edit("ablate", smol, eiffel, target="direction")
-    L = direction.provenance["layer"]
-    with direction.applied(smol):
-        W = smol.param("blocks.7.attn.W_O").detach().float().clone()
-        _, cache = smol.run_with_cache("The Eiffel Tower", [f"blocks.{L}.hook_attn_out"])
-    from workbench.concepts.fit import fit_view
-    from workbench.locate.directions import residual_directions
-    r = residual_directions(smol, fit_view(smol, eiffel)).directions[L]      # the edit fitted on the fit view
-    assert float((r @ W).abs().max()) < 1e-4                          # nothing written along r any more
-    assert float((cache[f"blocks.{L}.hook_attn_out"] @ r).abs().max()) < 1e-3
     assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
+
+
+def test_ablate_direction_orthogonalises_every_writer_and_the_embedding(smol, eiffel):
+    """Reference weight orthogonalisation: every residual writer AND the (tied) embedding lose r̂,
+    each change rank one; the layer is the causal argmax (forget drop − retain drop) on fit probes."""
+    before = _snapshot(smol)
+    direction = fit_edit("ablate", smol, eiffel, target="direction", layer_stride=8)
+    prov = direction.provenance
+    search = prov["layer_search"]
+    assert [c["layer"] for c in search["candidates"]] == [0, 8, 16]          # < 0.8 · 30 layers, stride 8
+    ok = [c for c in search["candidates"] if c["retain_drop"] <= search["max_retain_drop"]]
+    assert search["within_retain_budget"] == bool(ok)
+    assert prov["layer"] == max(ok or search["candidates"], key=lambda c: c["score"])["layer"]
+    emb = smol.weight_name("embed.W_E")
+    assert prov["include_embedding"] and emb in direction.names and prov["tied_embeddings_note"]
+    assert len(direction.names) == 2 * smol.n_layers + 1
+    r = -next(d for d in direction.deltas if d.name != emb).A[:, 0].double()
+    assert abs(float(r.norm()) - 1) < 1e-6
+    for d in direction.deltas:
+        assert d.kind == "low_rank" and d.A.shape[1] == 1
+        assert torch.linalg.matrix_rank(d.A.double() @ d.B.double()).item() == 1
+    L = prov["layer"]
+    with direction.applied(smol):
+        for d in direction.deltas:
+            W = smol.hf.get_parameter(d.name).detach().double()
+            along = W @ r if d.name == emb else r @ W                        # E' r̂ = 0; r̂ᵀ W' = 0
+            assert float(along.abs().max()) < 5e-6 * float(W.abs().max()), d.name   # fp32 rounding only
+        _, cache = smol.run_with_cache("The Eiffel Tower", [f"blocks.{L}.hook_resid_post", "blocks.20.hook_resid_post"])
+    for site in (f"blocks.{L}.hook_resid_post", "blocks.20.hook_resid_post"):
+        x = cache[site].double()
+        assert float((x @ r).abs().max()) < 1e-4 * float(x.norm(dim=-1).max())   # no r̂ anywhere in the stream
+    assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
+    probe = fit_edit("ablate", smol, eiffel, target="direction", layer_select="probe", include_embedding=False)
+    assert probe.provenance["layer_search"] is None and len(probe.names) == 2 * smol.n_layers
+    with pytest.raises(ValueError, match="layer_select"):
+        fit_edit("ablate", smol, eiffel, target="direction", layer_select="nope")
 
 
 def _cli(*args):
@@ -156,3 +182,100 @@ def test_rocr_subject_keys_have_rank_of_the_later_subject_tokens(smol, eiffel):
     assert delta.A.shape[1] == n_tokens - 1 == edit.provenance["updates"][0]["rank"]
     W = smol.param("blocks.4.mlp.W_out").detach()
     assert torch.linalg.matrix_rank(delta.dense_delta(W).double(), rtol=1e-6) == n_tokens - 1
+
+
+def test_parametric_trace_jaccard_and_l2_hand_case(smol, eiffel):
+    """ConceptVectors' metrics: no edit -> Jaccard 1, L2 0; replacing one located vector v by −v
+    -> its top-200 projection becomes the bottom-200 (Jaccard 0) and L2 = 2‖v‖ exactly."""
+    from workbench.edits.base import Edit, TensorDelta
+    from workbench.verify.robustness import jaccard, parametric_signature, parametric_trace
+    assert jaccard([1, 2, 3], [2, 3, 4]) == 0.5 and jaccard([], []) == 1.0
+    sig = parametric_signature(smol, eiffel, top_n=4)
+    assert sig["top_ids"].shape == (4, 200)
+    same = parametric_trace(smol, eiffel, sig)
+    assert same["jaccard_mean"] == 1.0 and same["l2_max"] == 0.0
+    L, i = sig["sites"][0]
+    W = smol.param(f"blocks.{L}.mlp.W_out")
+    v = sig["vectors"][0]
+    flip = Edit("test", smol.model_id, [TensorDelta(smol.weight_name(f"blocks.{L}.mlp.W_out"), "replace_rows",
+                                                     tuple(W.shape), "float32", indices=torch.tensor([i]),
+                                                     values=(-v)[:, None].to(W.dtype), dim=1)])
+    with flip.applied(smol):
+        tr = parametric_trace(smol, eiffel, sig)
+    row = tr["per_site"][0]
+    assert row["jaccard"] == 0.0 and abs(row["l2"] - 2 * float(v.norm())) < 1e-5
+    assert all(r["jaccard"] == 1.0 and r["l2"] == 0.0 for r in tr["per_site"][1:] if r["site"] != row["site"])
+    assert tr["jaccard_min"] == 0.0
+
+
+def test_ablate_needle_noises_then_trains_only_the_vectors(smol, eiffel):
+    """Needle (ConceptVectors forget.py): noise std 0.1 on each located vector, then only those
+    vectors are trained on the fit forget texts (NPO); every other weight is untouched."""
+    before = _snapshot(smol)
+    noised = fit_edit("ablate", smol, eiffel, mode="needle", n_vectors=2, validate_top=4, needle_steps=1,
+                      needle_lr=1e-12)                                            # ~ the noised start
+    edit = fit_edit("ablate", smol, eiffel, mode="needle", n_vectors=2, validate_top=4, needle_steps=4)
+    needle = edit.provenance["needle"]
+    assert needle["loss"] == "npo" and needle["noise_std"] == 0.1 and len(needle["losses"]) == 4
+    assert needle["losses"][-1] < needle["losses"][0]                            # NPO pushes forget NLL up
+    for a, b in zip(edit.deltas, noised.deltas):
+        assert a.kind == "replace_rows" and torch.equal(a.indices, b.indices)
+        W = before[a.name]
+        old = W.index_select(a.dim, a.indices).float()
+        noise = (b.values.float() - old)
+        assert 0.05 < float(noise.std()) < 0.2                                    # the paper's 0.1 noise
+        assert not torch.allclose(a.values.float(), b.values.float(), atol=1e-6)  # then trained
+    assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
+    with edit.applied(smol):
+        changed = {k for k, v in smol.hf.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == set(edit.names)
+
+
+def test_lm_sae_clamp_itd_form_replaces_edited_positions_by_reconstruction():
+    """error_term=False (ItD): edited positions -> decode(f'); untouched positions stay x exactly.
+    error_term=True (default): x + decode(f') − decode(f)."""
+    from types import SimpleNamespace
+    from workbench.edits.sae_clamp import SAEClampHook
+    g = torch.Generator().manual_seed(0)
+    W_enc, W_dec, b = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g), torch.randn(4, generator=g)
+
+    class Lin:
+        def __init__(self):
+            self.W_enc = W_enc
+        def encode(self, x):
+            return torch.relu(x @ W_enc.T)
+        def decode(self, f):
+            return f @ W_dec + b
+    sae = Lin()
+    handle = SimpleNamespace(sae=sae, site="blocks.0.hook_resid_post", source={"path": "x"}, sha256="0" * 64,
+                             name="toy")
+    x = torch.randn(3, 4, generator=g)
+    f = sae.encode(x)
+    feat = int(f.sum(0).argmax())
+    fire = f[:, feat] > 0
+    assert bool(fire.any())
+    itd = SAEClampHook(handle, [feat], "scale", scale=-8.0, gate=0.0, error_term=False)
+    keep = SAEClampHook(handle, [feat], "scale", scale=-8.0, gate=0.0)
+    f2 = f.clone()
+    f2[fire, feat] = f[fire, feat] * -8.0
+    out = itd.edited(x)
+    assert torch.allclose(out[fire], sae.decode(f2)[fire], atol=1e-6)
+    assert torch.equal(out[~fire], x[~fire])
+    torch.testing.assert_close(keep.edited(x), x + sae.decode(f2) - sae.decode(f), rtol=0, atol=1e-6)
+    meta, tensors = itd.to_manifest()
+    meta["site"] = itd.site
+    assert SAEClampHook.from_manifest(meta, tensors, "t").error_term is False
+    del meta["error_term"]
+    assert SAEClampHook.from_manifest(meta, tensors, "t").error_term is True      # older patches
+
+
+def test_sae_corpus_mix_interleaves_equal_shares(smol):
+    from workbench.data.corpus import token_chunks
+    from workbench.sae.train import CORPUS_MIX
+    assert CORPUS_MIX == "wordnet+kjv+shakespeare"
+    a = token_chunks(smol.tokenizer, n_tokens=512, seq_len=64, source="wordnet")
+    b = token_chunks(smol.tokenizer, n_tokens=512, seq_len=64, source="shakespeare")
+    mix = token_chunks(smol.tokenizer, n_tokens=1024, seq_len=64, source="wordnet+shakespeare")
+    assert mix.shape == (16, 64) and torch.equal(mix[0::2], a) and torch.equal(mix[1::2], b)
+    with pytest.raises(ValueError, match="distinct"):
+        token_chunks(smol.tokenizer, n_tokens=64, seq_len=32, source="wordnet+wordnet")

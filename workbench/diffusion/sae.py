@@ -5,12 +5,21 @@ x̂ = W_dec z + b_dec, unit-norm decoder rows) is trained on the token activatio
 text-encoder layer over a prompt corpus. Concept features are the ones that fire on prompts
 naming the concept and (almost) never on retained prompts. At inference a hook on that layer
 encodes each prompt; if the concept features fire above a threshold calibrated on retained
-prompts (the SAE as a zero-shot concept classifier), their contribution is removed,
+prompts (the SAE as a zero-shot concept classifier), the activation is modulated. Defaults follow
+the reference (NANSirun/Interpret-then-deactivate, `generate_images.py`
+`strength_with_feature_text_batch`): strength s = −8 on the selected features at every token but
+BOS, and the gated prompt's activation is REPLACED by the SAE reconstruction decode(z')
+(`error_term=False`); `error_term=True` keeps the reconstruction error instead,
 
-    x' = x + Σ_{f ∈ S} (s − 1) z_f d_f          (s = 0: deactivate; s < 0: push away)
+    x' = decode(z') + (x − decode(z)) = x + Σ_{f ∈ S} (s − 1) z_f d_f,
 
-which equals decode(z') + (x − decode(z)): the SAE's reconstruction error is kept, so nothing
-but the selected features changes. Prompts whose gate stays closed pass through bit-exactly.
+so nothing but the selected features changes. The site is the output of text-encoder layer 8 of
+12 (`text_model.encoder.layers.8`), i.e. relative depth 2/3 on other encoders, and the SAE is
+trained on a general prompt corpus (`sae_corpus="general"`: SUBJECTS × TEMPLATES, none naming an
+erased concept); the concept's prompts only select features, which keeps the zero-shot claim.
+(The reference gates by the MSE of the modulated reconstruction against the activation; here the
+gate is the selected features' activation, calibrated on retained prompts.) Prompts whose gate
+stays closed pass through bit-exactly.
 This is a hook edit, not a weight edit: it saves as `sae.safetensors` + `clamp.json`.
 """
 from __future__ import annotations
@@ -196,6 +205,7 @@ class SAEClamp:
     model_id: str = ""
     concept: str | None = None
     info: dict = field(default_factory=dict)
+    error_term: bool = False        # False: gated rows become decode(z') (ItD); True: x + decode(z') − decode(z)
     method: str = "sae-clamp"
     _handle: object = field(default=None, repr=False)
     last_gate: torch.Tensor | None = field(default=None, repr=False)
@@ -219,8 +229,15 @@ class SAEClamp:
         self.last_gate = fire
         if not fire.any():
             return x
-        delta = ((self.scale - 1.0) * z) @ self.sae.W_dec[self.features]   # [B, T, d]
-        new = (x.float() + delta).to(x.dtype)
+        if self.error_term:
+            delta = ((self.scale - 1.0) * z) @ self.sae.W_dec[self.features]   # [B, T, d]
+            new = (x.float() + delta).to(x.dtype)
+        else:                                                    # the reference: the modulated reconstruction
+            full = self.sae.encode(x)
+            idx = torch.tensor(self.features, dtype=torch.long, device=full.device)
+            scaled = full[:, 1:].index_select(-1, idx) * self.scale
+            full[:, 1:] = full[:, 1:].index_copy(-1, idx, scaled)
+            new = self.sae.decode(full).to(x.dtype)
         return torch.where(fire.to(x.device)[:, None, None], new, x)
 
     @contextmanager
@@ -238,7 +255,7 @@ class SAEClamp:
                 "kind": "hook", "method": self.method, "site": self.site, "features": self.features,
                 "scale": self.scale, "threshold": self.threshold, "gate": self.gate, "model": self.model_id,
                 "concept": self.concept, "sae_sha256": self.sae.content_hash(), "sae_config": self.sae.config(),
-                "info": self.info})
+                "error_term": self.error_term, "info": self.info})
         return path
 
     @classmethod
@@ -256,7 +273,8 @@ class SAEClamp:
             raise ValueError(f"{path}: sae.safetensors does not match the hash in clamp.json")
         return cls(sae=sae, site=meta["site"], features=[int(i) for i in meta["features"]],
                    scale=float(meta["scale"]), threshold=float(meta["threshold"]), gate=bool(meta["gate"]),
-                   model_id=meta.get("model", ""), concept=meta.get("concept"), info=meta.get("info", {}))
+                   model_id=meta.get("model", ""), concept=meta.get("concept"), info=meta.get("info", {}),
+                   error_term=bool(meta.get("error_term", True)))          # older files: the error-keeping form
 
 
 @register_hook_kind
@@ -280,7 +298,7 @@ class TextEncoderClampHook(HookEdit):
     def to_manifest(self) -> tuple[dict, dict[str, torch.Tensor]]:
         c = self.clamp
         meta = {"features": c.features, "scale": c.scale, "threshold": c.threshold, "gate": c.gate,
-                "sae_config": c.sae.config(), "sae_sha256": c.sae.content_hash(), "concept": c.concept,
+                "error_term": c.error_term, "sae_config": c.sae.config(), "sae_sha256": c.sae.content_hash(), "concept": c.concept,
                 "model": c.model_id, "guard": self.guard}
         return meta, {k: v.detach().cpu().contiguous() for k, v in c.sae.state_dict().items()}
 
@@ -297,7 +315,8 @@ class TextEncoderClampHook(HookEdit):
             raise ValueError(f"{label}: SAE weights do not match their recorded sha256")
         clamp = SAEClamp(sae=sae, site=meta["site"], features=[int(i) for i in meta["features"]],
                          scale=float(meta["scale"]), threshold=float(meta["threshold"]), gate=bool(meta["gate"]),
-                         model_id=meta.get("model", ""), concept=meta.get("concept"))
+                         model_id=meta.get("model", ""), concept=meta.get("concept"),
+                         error_term=bool(meta.get("error_term", True)))
         return cls(clamp, meta.get("guard"))
 
 
@@ -327,21 +346,38 @@ def clamp_edit(model, clamp: SAEClamp):
     return Edit(method="sae-clamp", model_id=model.model_id, hooks=[TextEncoderClampHook(clamp, upstream_guard(
         model, clamp.site))], concept=clamp.concept,
         hyper={"site": clamp.site, "features": clamp.features, "scale": clamp.scale, "threshold": clamp.threshold,
-               "gate": clamp.gate, **clamp.sae.config()},
+               "gate": clamp.gate, "error_term": clamp.error_term, **clamp.sae.config()},
         provenance={k: v for k, v in clamp.info.items() if k != "selection"} | {"selection": clamp.info.get("selection")})
 
 
+ITD_LAYER, ITD_DEPTH = 8, 12          # reference: the output of text_model.encoder.layers.8 of 12
+SAE_CORPORA = ("general", "concept+general")
+
+
 def default_site(model) -> str:
-    """Mid-depth residual stream of the text encoder."""
+    """The reference's depth: output of layer 8 of a 12-layer text encoder, round(2n/3) of n."""
     n = int(model.text_encoder.config.num_hidden_layers)
-    return f"text.blocks.{n // 2}.hook_resid_post"
+    return f"text.blocks.{min(n - 1, round(ITD_LAYER / ITD_DEPTH * n))}.hook_resid_post"
+
+
+def general_prompts(exclude=()) -> list[str]:
+    """The general SAE training corpus: SUBJECTS × TEMPLATES (+ the empty prompt), minus any
+    subject in `exclude` (case-insensitive substring either way)."""
+    ex = [e.casefold() for e in exclude if e]
+    keep = [s for s in SUBJECTS if not any(e in s.casefold() or s.casefold() in e for e in ex)]
+    return prompts_for(keep) + [""]
 
 
 def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, site: str | None = None,
-                  width: int = 256, k: int = 8, steps: int = 600, n_features: int = 8, scale: float = 0.0,
+                  width: int = 256, k: int = 8, steps: int = 600, n_features: int = 8, scale: float = -8.0,
                   gate: bool = True, margin: float = 0.5, seed: int = 0, sae: TopKSAE | None = None,
-                  progress: bool = False) -> SAEClamp:
-    """Train (or reuse) an SAE at `site`, select the concept's features, calibrate the gate."""
+                  progress: bool = False, error_term: bool = False, sae_corpus: str = "general") -> SAEClamp:
+    """Train (or reuse) an SAE at `site`, select the concept's features, calibrate the gate.
+
+    sae_corpus: "general" (ItD: the SAE never sees the erased concept's prompts) or
+    "concept+general" (the former behaviour: concept and retained prompts)."""
+    if sae_corpus not in SAE_CORPORA:
+        raise ValueError(f"sae_corpus={sae_corpus!r} is not one of {SAE_CORPORA}")
     site = site or default_site(model)
     others = [s for s in (list(preserve or []) + list(SUBJECTS)) if s not in erase]
     concept_train = prompts_for(erase)
@@ -350,12 +386,18 @@ def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, si
     ar, mr = token_activations(model, retain_train, site)
     stats = {}
     if sae is None:
-        sae, stats = train_sae(torch.cat([ac[mc], ar[mr]]), width=width, k=k, steps=steps, seed=seed,
-                               progress=progress)
+        if sae_corpus == "general":
+            general = general_prompts(exclude=erase)
+            ag, mg = token_activations(model, general, site)
+            rows, n_sae = ag[mg], len(general)
+        else:
+            rows, n_sae = torch.cat([ac[mc], ar[mr]]), len(concept_train) + len(retain_train)
+        sae, stats = train_sae(rows, width=width, k=k, steps=steps, seed=seed, progress=progress)
+        stats = {**stats, "corpus": sae_corpus, "corpus_prompts": n_sae}
     feats, sel = select_features(sae, model, site, concept_train, retain_train, n_features,
                                  acts=((ac, mc), (ar, mr)))
     clamp = SAEClamp(sae=sae, site=site, features=feats, scale=scale, gate=gate, model_id=model.model_id,
-                     concept=", ".join(erase))
+                     concept=", ".join(erase), error_term=error_term)
     if feats:                       # gate threshold: `margin` of the way from the retained max to the concept min
         hi_r, lo_c = float(clamp.gate_scores(ar).max()), float(clamp.gate_scores(ac).min())
         clamp.threshold = hi_r + margin * (lo_c - hi_r) if lo_c > hi_r else hi_r
@@ -377,7 +419,7 @@ def gate_rates(clamp: SAEClamp, model, concept_prompts: list[str], other_prompts
 
 def clamp_config(clamp: SAEClamp) -> dict:
     return {"site": clamp.site, "features": clamp.features, "scale": clamp.scale, "threshold": clamp.threshold,
-            "gate": clamp.gate}
+            "gate": clamp.gate, "error_term": clamp.error_term}
 
 
 __all__ = ["TopKSAE", "SAEClamp", "fit_sae_clamp", "gate_rates", "train_sae", "select_features",

@@ -11,10 +11,13 @@ closed-form minimiser of
 
 with c the text-encoder outputs of the erased concept and v* = W c_guide the guide concept's
 keys/values ("replace"; "tensor" keeps only the part of W c_guide orthogonal to W c_i). Token rows
-follow the reference code: from the concept's last token to the end of the 77-token context
-(EOS and padding included), aligned with the guide's last token. Subtracting W·M from the
-numerator shows ΔW = s_e (V* − C Wᵀ)ᵀ C M⁻¹: its rank is at most the number of erased rows, so
-the delta is stored as low-rank factors A = s_e (V* − C Wᵀ)ᵀ, B = C M⁻¹ (solved in fp32).
+follow the reference code (`train-scripts/train_erase.py`, `edit_model`): erased rows run from the
+concept's last token to the end of the 77-token context (EOS and padding included), aligned with the
+guide's last token; preserved rows are ALL rows of each preserved prompt's context (BOS, content,
+EOS, padding: `preserve_tokens="context"`), and the reference's call passes λ = 0.5.
+(The 2025 rewrite, `trainscripts/uce_sd_erase.py`, keeps only the last token's row and λ = 0.5.)
+Subtracting W·M from the numerator shows ΔW = s_e (V* − C Wᵀ)ᵀ C M⁻¹: its rank is at most the
+number of erased rows, so the delta is stored as low-rank factors A = s_e (V* − C Wᵀ)ᵀ, B = C M⁻¹ (solved in fp32).
 """
 from __future__ import annotations
 
@@ -26,20 +29,24 @@ from workbench.edits.base import Edit, TensorDelta
 from workbench.edits.registry import EditConfig, register
 
 TOKEN_MODES = ("uce", "eos", "all")
+PRESERVE_TOKEN_MODES = ("context",) + TOKEN_MODES
 
 
 @dataclass
 class UCEConfig(EditConfig):
-    """Hyper-parameters (defaults of the reference code, `train_erase.py`)."""
+    """Hyper-parameters (defaults of the reference code, `train_erase.py`: its `edit_model` call
+    passes lamb=0.5 and preserves every context row of '' + the preserve list)."""
     guide: str | None = None            # None: the concept's redirect_to, else "" (unconditional " ")
     preserve: list[str] | None = None   # None: the concept file's `preserve` list, else none
-    lamb: float = 0.1
+    lamb: float = 0.5
     erase_scale: float = 1.0
     preserve_scale: float | None = None  # None: max(0.1, 1 / len(preserve)) as in the reference code
     preserve_empty: bool = True         # also preserve the empty prompt (the reference's " " retain text)
     with_to_k: bool = True
     technique: str = "replace"          # "replace" | "tensor"
-    tokens: str = "uce"                 # "uce" (last token .. end) | "eos" (last token + EOS) | "all"
+    tokens: str = "uce"                 # erased rows: "uce" (last token .. end) | "eos" (last token + EOS) | "all"
+    preserve_tokens: str = "context"    # preserved rows: "context" (all rows, BOS included: the reference)
+                                        # or a `tokens` mode ("uce" | "eos" | "all") for the older behaviour
     store: str = "auto"                 # "auto" (low_rank when it is smaller) | "low_rank" | "dense"
 
 
@@ -167,9 +174,17 @@ def erase_targets(model, spec: ErasureSpec, names: list[str], weights: dict[str,
     return C, targets
 
 
-def preserve_rows(model, texts: list[str], tokens: str) -> torch.Tensor | None:
+@torch.no_grad()
+def preserve_rows(model, texts: list[str], tokens: str = "context") -> torch.Tensor | None:
+    """Rows kept in place: "context" = every row of each text's full context (the reference's
+    `old_emb` for retain texts, BOS and padding included), else the erased-row mode `tokens`."""
+    if tokens not in PRESERVE_TOKEN_MODES:
+        raise ValueError(f"preserve_tokens={tokens!r} is not one of {PRESERVE_TOKEN_MODES}")
     if not texts:
         return None
+    if tokens == "context":
+        emb = model.encode(list(texts))
+        return emb.reshape(-1, emb.shape[-1]).float()
     return torch.cat([aligned_rows(model, p, p, tokens)[0] for p in texts])
 
 
@@ -188,7 +203,7 @@ def uce_edit(model, spec: ErasureSpec, cfg: UCEConfig | None = None) -> Edit:
     texts = preserve_texts(spec, cfg)
     s_p = resolve_scales(texts, cfg)
     C, targets = erase_targets(model, spec, names, weights, cfg.technique, cfg.tokens)
-    P = preserve_rows(model, texts, cfg.tokens)
+    P = preserve_rows(model, texts, cfg.preserve_tokens)
     deltas = []
     for n in names:
         A, B = uce_factors(weights[n], C, targets[n], P, cfg.lamb, cfg.erase_scale, s_p)
@@ -198,7 +213,8 @@ def uce_edit(model, spec: ErasureSpec, cfg: UCEConfig | None = None) -> Edit:
                 provenance={"erase": spec.erase, "guide": spec.guide, "preserve": spec.preserve,
                             "n_erased_vectors": int(C.shape[0]),
                             "n_preserved_vectors": int(P.shape[0]) if P is not None else 0,
-                            "matrices": len(names), "tokens": cfg.tokens})
+                            "matrices": len(names), "tokens": cfg.tokens,
+                            "preserve_tokens": cfg.preserve_tokens})
 
 
 @register("uce", UCEConfig, "UCE closed-form cross-attention K/V edit (diffusion)")

@@ -156,7 +156,7 @@ _REGISTRY: dict[str, Method] = {}
 _PROVIDERS = {"ablate": "workbench.edits.ablate", "rocr": "workbench.edits.rocr",
               "ga": "workbench.edits.unlearn", "graddiff": "workbench.edits.unlearn",
               "npo": "workbench.edits.unlearn", "simnpo": "workbench.edits.unlearn",
-              "wagle": "workbench.edits.wagle", "uoe": "workbench.edits.uoe", "sae-clamp": "workbench.edits.sae_clamp",
+              "wagle": "workbench.edits.wagle", "uoe": "workbench.edits.uoe", "rmu": "workbench.edits.rmu", "sae-clamp": "workbench.edits.sae_clamp",
               "uce": "workbench.diffusion.uce", "rece": "workbench.diffusion.rece"}
 
 

@@ -6,7 +6,11 @@ everything the SAE does not reconstruct passes through untouched:
 
     x' = decode(f') + (x - decode(f))  ==  x + (decode(f') - decode(f))
 
-(computed in the second form, so with nothing changed x' is x bit for bit). `mode="scale"` sets
+(computed in the second form, so with nothing changed x' is x bit for bit). `error_term=False`
+is ItD's own form (NANSirun/Interpret-then-deactivate): edited positions are REPLACED by the
+modulated reconstruction decode(f'), untouched positions stay x. ItD's strength is −8 (its
+diffusion default, `workbench.diffusion.sae`); the LM default here stays −2, measured on
+smollm2-135m L15 (README). `mode="scale"` sets
 f_S <- scale * f_S (0 = zero-ablation, negative = negative scaling); `mode="clamp"` sets firing
 features to a fixed value (Farrell et al. 2024 clamp them to -c: zeroing alone barely removes
 knowledge). `gate` makes the SAE a zero-shot concept classifier: positions where no selected
@@ -37,7 +41,7 @@ class SAEClampHook(HookEdit):
     def __init__(self, handle=None, features=(), mode: str = "scale", scale: float = 0.0, value: float = 0.0,
                  gate: float | None = None, norm_limit: float | None = None, guard: dict | None = None,
                  site: str | None = None, sae_source: dict | None = None, sae_sha256: str | None = None,
-                 sae_name: str | None = None):
+                 sae_name: str | None = None, error_term: bool = True):
         if mode not in ("scale", "clamp"):
             raise ValueError(f"sae-clamp mode={mode!r} must be 'scale' or 'clamp'")
         self._handle = handle
@@ -52,6 +56,7 @@ class SAEClampHook(HookEdit):
         self.gate = None if gate is None else float(gate)
         self.norm_limit = None if norm_limit is None else float(norm_limit)
         self.guard = dict(guard or {})
+        self.error_term = bool(error_term)
 
     # ------------------------------------------------------------------ the SAE
     @property
@@ -85,8 +90,26 @@ class SAEClampHook(HookEdit):
     # ------------------------------------------------------------------ the edit
     def edited(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., d_in] -> x + decode(f') - decode(f); identical to x where nothing changes."""
-        return edit_features(self.handle.sae, x, self.features, self.mode, self.scale, self.value, self.gate,
-                             self.norm_limit)
+        sae = self.handle.sae
+        xf = x.to(sae.W_enc.dtype)
+        f = sae.encode(xf)
+        idx = torch.tensor(self.features, dtype=torch.long, device=f.device)
+        f_s = f.index_select(-1, idx)
+        if self.mode == "scale":
+            new_s = f_s * self.scale
+        else:
+            new_s = torch.where(f_s > 0, torch.full_like(f_s, self.value), f_s)
+        keep = torch.ones(f.shape[:-1], dtype=torch.bool, device=f.device)
+        if self.gate is not None:
+            keep &= (f_s > self.gate).any(-1)
+        if self.norm_limit is not None:
+            keep &= xf.norm(dim=-1) <= self.norm_limit
+        new_s = torch.where(keep.unsqueeze(-1), new_s, f_s)
+        f_new = f.index_copy(-1, idx, new_s)
+        if not self.error_term:                   # ItD: edited positions become the reconstruction decode(f')
+            return torch.where(keep.unsqueeze(-1), sae.decode(f_new), xf).to(x.dtype)
+        delta = sae.decode(f_new) - sae.decode(f)
+        return (xf + delta).to(x.dtype)
 
     def install(self, model) -> list:
         if not hasattr(model, "_hook_points"):
@@ -99,6 +122,7 @@ class SAEClampHook(HookEdit):
         meta = {"sae": {"name": self.sae_name, "sha256": self.sae_sha256, **self.sae_source},
                 "mode": self.mode, "scale": self.scale, "value": self.value, "gate": self.gate,
                 "norm_limit": self.norm_limit, "features": [f"{self.sae_name}#{i}" for i in self.features],
+                "error_term": self.error_term,
                 "summary": f"{len(self.features)} feature(s) of {self.sae_name}, "
                            + (f"scale {self.scale:g}" if self.mode == "scale" else f"clamp to {self.value:g}")}
         return meta, {"features": torch.tensor(self.features, dtype=torch.int64)}
@@ -120,7 +144,8 @@ class SAEClampHook(HookEdit):
                 raise ValueError(f"{label}: key {key!r} must be a number")
         source = {"release": sae["release"], "sae_id": sae["sae_id"]} if "release" in sae else {"path": sae["path"]}
         return cls(None, feats.tolist(), mode, meta["scale"], meta["value"], meta.get("gate"), meta.get("norm_limit"),
-                   site=meta["site"], sae_source=source, sae_sha256=sae["sha256"], sae_name=sae.get("name"))
+                   site=meta["site"], sae_source=source, sae_sha256=sae["sha256"], sae_name=sae.get("name"),
+                   error_term=bool(meta.get("error_term", True)))
 
 
 # ---------------------------------------------------------------------------- fitting
@@ -136,6 +161,7 @@ class SAEClampConfig(EditConfig):
     value: float = -4.0
     gate: float | None = None          # only where a selected feature exceeds this activation
     norm_factor: float = 10.0          # leave positions with ||x|| > norm_factor * median alone (sinks)
+    error_term: bool = True            # False: ItD's replacement of edited positions by decode(f')
 
 
 def _guard(model, site: str) -> dict:
@@ -159,7 +185,8 @@ def _median_norm(model, site: str, texts: list[str]) -> float:
 
 def sae_clamp_edit(model, handle, features, concept_name: str | None = None, mode: str = "clamp",
                    scale: float = 0.0, value: float = -4.0, gate: float | None = None,
-                   norm_factor: float | None = 10.0, norm_texts: list[str] | None = None) -> Edit:
+                   norm_factor: float | None = 10.0, norm_texts: list[str] | None = None,
+                   error_term: bool = True) -> Edit:
     """An Edit carrying one SAEClampHook (usable directly, without a concept or a registry call)."""
     if handle.d_sae and any(not 0 <= int(i) < handle.d_sae for i in features):
         raise ValueError(f"feature indices must be in [0, {handle.d_sae}) for {handle.name}")
@@ -167,7 +194,8 @@ def sae_clamp_edit(model, handle, features, concept_name: str | None = None, mod
     if norm_factor:
         texts = norm_texts or ["The quick brown fox jumps over the lazy dog while the cat sleeps by the fire."]
         limit = norm_factor * _median_norm(model, handle.site, texts)
-    hook = SAEClampHook(handle, features, mode, scale, value, gate, limit, _guard(model, handle.site))
+    hook = SAEClampHook(handle, features, mode, scale, value, gate, limit, _guard(model, handle.site),
+                        error_term=error_term)
     return Edit(method="sae-clamp", model_id=model.model_id, concept=concept_name, hooks=[hook],
                 hyper={"sae": handle.name, "features": [handle.feature(int(i)) for i in features]},
                 provenance={"sae": {"name": handle.name, "sha256": handle.sha256, **handle.source}})
@@ -201,7 +229,7 @@ def fit_sae_clamp(model, concept, report, cfg: SAEClampConfig) -> Edit:
                              f"{cfg.min_score} (lower min_score or pass features=[...])")
     prompts, _ = probe_texts(model, concept.forget + concept.retain)
     edit = sae_clamp_edit(model, handle, features, concept.name, cfg.mode, cfg.scale, cfg.value, cfg.gate,
-                          cfg.norm_factor, prompts)
+                          cfg.norm_factor, prompts, error_term=cfg.error_term)
     edit.provenance["features_from"] = source
     if ranked is not None:
         edit.provenance["selectivity"] = {f.name: round(f.score, 4) for f in ranked[: len(features)]}

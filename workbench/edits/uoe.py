@@ -6,7 +6,9 @@ LocalizationReport when one is given) ranks every (layer, expert) pair by
 router affinity on the forget sequences (contrasted with retain sequences by default) and picks
 the top one; (2) only that expert's slices of the fused expert tensors (gate_up_proj[e],
 down_proj[e]) and, optionally, its router row (gate.weight[e]) are trained with an unlearning loss
-from workbench.edits.unlearn (ga / graddiff / npo / simnpo) plus SEUF's router anchor loss
+from workbench.edits.unlearn (ga / graddiff / npo / simnpo) or RMU's representation loss
+(`loss="rmu"`, workbench.edits.rmu: the expert layer's output on forget tokens steered to a fixed
+random c·u, retain outputs kept at the frozen model's, weight `rmu_alpha`) plus SEUF's router anchor loss
 
     L = L_unlearn + anchor * mean_t || g_t(l) - a ||^2 ,   a = one-hot(e),
 
@@ -36,7 +38,9 @@ __all__ = ["UOEConfig", "fit_uoe", "expert_tensors"]
 
 @dataclass
 class UOEConfig(UnlearnConfig):
-    loss: Literal["ga", "graddiff", "npo", "simnpo"] = "npo"
+    loss: Literal["ga", "graddiff", "npo", "simnpo", "rmu"] = "npo"
+    rmu_alpha: float = 1200.0      # loss=rmu: retain-activation weight (RMU reference)
+    rmu_steering_coeff: float | None = None  # loss=rmu: c; None = mean frozen forget norm at the layer
     layer: int = -1                # -1: from expert attribution
     expert: int = -1               # -1: from expert attribution
     anchor: float = 1.0            # weight of the router anchor loss (SEUF: 1)
@@ -76,8 +80,8 @@ def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
     from workbench.locate.routing import expert_attribution, moe_layers, router_logits_hook
     if not getattr(model.family, "is_moe", False):
         raise ValueError(f"uoe needs a mixture-of-experts model; {model.model_id} is {model.family.name}")
-    if cfg.loss not in ("ga", "graddiff", "npo", "simnpo"):
-        raise ValueError(f"uoe: loss={cfg.loss!r} must be one of ga, graddiff, npo, simnpo")
+    if cfg.loss not in ("ga", "graddiff", "npo", "simnpo", "rmu"):
+        raise ValueError(f"uoe: loss={cfg.loss!r} must be one of ga, graddiff, npo, simnpo, rmu")
     if cfg.steps < 1 or cfg.lr <= 0:
         raise ValueError(f"uoe: steps must be >= 1 and lr > 0 (got steps={cfg.steps}, lr={cfg.lr})")
     torch.manual_seed(cfg.seed)
@@ -104,7 +108,16 @@ def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
             raise ValueError(f"uoe: tensors={cfg.tensors!r}; the experts hold {sorted(known)}")
         params = {n: p for n, p in params.items() if n.rsplit(".", 1)[-1] in wanted or n.endswith(".gate.weight")}
     forget = probe_batch(model, concept.forget)
-    retain = probe_batch(model, concept.retain) if cfg.loss != "ga" and cfg.alpha else None
+    use_retain = (cfg.loss == "rmu" and cfg.rmu_alpha) or (cfg.loss not in ("ga", "rmu") and cfg.alpha)
+    retain = probe_batch(model, concept.retain) if use_retain and concept.retain else None
+    rmu_state = None
+    if cfg.loss == "rmu":
+        from workbench.edits.rmu import control_vector, layer_activations, mean_token_norm
+        with torch.no_grad():
+            c = cfg.rmu_steering_coeff if cfg.rmu_steering_coeff is not None else mean_token_norm(model, forget, layer)
+            frozen = layer_activations(model, retain, layer).detach() if retain is not None else None
+        rmu_state = {"control": c * control_vector(model.info.d_model, cfg.seed, model.device), "frozen": frozen,
+                     "steering_coeff": float(c)}
     nll_ref = None
     if cfg.loss == "npo":
         with torch.no_grad():
@@ -118,15 +131,27 @@ def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
     def loss_fn(step: int) -> torch.Tensor:
         idx = cycle(n_f, cfg.batch_size, step)
         fb = rows(forget, idx)
-        with router_logits_hook(model, [layer], keep_grad=True) as store:
-            nll_f, len_f = sequence_nll(model, fb)
-        logits = store[layer][-1]                                          # [B*T, E]
+        if rmu_state is not None:
+            from workbench.edits.rmu import rmu_loss
+            rb = fr = None
+            if retain is not None:
+                ridx = cycle(n_r, cfg.batch_size, step)
+                rb = rows(retain, ridx)
+                fr = rmu_state["frozen"][torch.as_tensor(ridx, device=rmu_state["frozen"].device)]
+            with router_logits_hook(model, [layer], keep_grad=True) as store:
+                unlearn, _ = rmu_loss(model, layer, fb, rmu_state["control"], cfg.rmu_alpha, rb, fr)
+            logits = store[layer][0]                                       # the forget batch's router logits
+        else:
+            with router_logits_hook(model, [layer], keep_grad=True) as store:
+                nll_f, len_f = sequence_nll(model, fb)
+            logits = store[layer][-1]                                      # [B*T, E]
         keep = fb["attention_mask"].reshape(-1).bool()
         g = torch.softmax(logits.float(), -1)[keep]
         anchor = ((g - target) ** 2).sum(-1).mean()
-        nll_r = sequence_nll(model, rows(retain, cycle(n_r, cfg.batch_size, step)))[0] if retain else None
-        ref = nll_ref[idx] if nll_ref is not None else None
-        unlearn = unlearning_loss(cfg.loss, nll_f, len_f, cfg, nll_ref=ref, nll_r=nll_r)
+        if rmu_state is None:
+            nll_r = sequence_nll(model, rows(retain, cycle(n_r, cfg.batch_size, step)))[0] if retain else None
+            ref = nll_ref[idx] if nll_ref is not None else None
+            unlearn = unlearning_loss(cfg.loss, nll_f, len_f, cfg, nll_ref=ref, nll_r=nll_r)
         parts["unlearn"].append(round(unlearn.item(), 5))
         parts["anchor"].append(round(anchor.item(), 5))
         return unlearn + cfg.anchor * anchor
@@ -161,6 +186,8 @@ def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
             "losses": [round(x, 5) for x in losses], "loss_parts": parts, "n_forget": n_f, "n_retain": n_r,
             "selection_rate_forget": {"before": rate_before, "after": rate_after},
             "fraction_params_changed": sum(d.numel_changed() for d in deltas) / total}
+    if rmu_state is not None:
+        prov["rmu"] = {"steering_coeff": rmu_state["steering_coeff"], "alpha": cfg.rmu_alpha, "control_seed": cfg.seed}
     if attribution is not None:
         prov["attribution"] = attribution.to_dict(top=8)
     return Edit(method="uoe", model_id=model.model_id, deltas=deltas, concept=concept.name, provenance=prov,

@@ -1,13 +1,17 @@
 """`wagle`: unlearning restricted to the weights a mask selects (Jia et al., NeurIPS 2024).
 
 WAGLE scores every weight with its bi-level attribution |(θ − ∇ℓ_r/μ)·∇ℓ_f|
-(workbench.locate.weights), keeps the top (1 − sparsity) share in one global ranking
-(workbench.locate.masks), and runs an ordinary unlearning loss (GradDiff, NPO, SimNPO, GA;
+(workbench.locate.weights), keeps the top `keep` share FOR UPDATING in one global ranking
+(workbench.locate.masks; the reference's `ratio`: 0.95 for TOFU, 0.6 for WMDP, trained at lr 1e-5
+for hundreds of steps — the defaults here are keep 0.95, lr 1e-5, 100 steps), and runs an ordinary unlearning loss (GradDiff, NPO, SimNPO, GA;
 workbench.edits.unlearn) with every gradient multiplied by the mask before the optimizer step.
 Adam without weight decay then leaves every weight outside the mask bit-identical (its moments
 stay exactly zero), and the edit is a sparse patch: indices + values of the weights that moved.
 
-The baselines of the paper are the same edit with another mask at the same sparsity:
+`sparsity` (the share left OUT, = 1 − keep) is deprecated: it still works, with a
+DeprecationWarning, and `sparsity=0.95` keeps meaning "update 5 %" (the former default regime:
+sparsity 0.95, lr 3e-4, 4 steps). The baselines of the paper are the same edit with another mask
+at the same share:
 mask=random, mask=magnitude (|θ|), mask=gradient (|∇ℓ_f|), mask=snip (|θ·∇ℓ_f|); mask=none
 trains every weight of `params` (still written as a sparse patch). A saved mask file (`workbench
 wagle mask`) is accepted as mask=PATH.
@@ -34,16 +38,17 @@ MASKS = ("wagle", "random", "magnitude", "gradient", "snip", "none")
 @dataclass
 class WagleConfig(EditConfig):
     """Hyper-parameters: the unlearning loss and its settings (None = that loss's default from
-    workbench.edits.unlearn), and the mask (kind or saved file, sparsity, scope, μ)."""
+    workbench.edits.unlearn), and the mask (kind or saved file, keep share, scope, μ)."""
     loss: Literal["graddiff", "npo", "simnpo", "ga"] = "npo"
     mask: str = "wagle"           # wagle | random | magnitude | gradient | snip | none | path to a mask file
-    sparsity: float = 0.95        # share of weights left out of the mask (0.95 keeps the top 5 %)
+    keep: float | None = None     # share of eligible weights KEPT FOR UPDATING (reference ratio); None: 0.95
+    sparsity: float | None = None  # DEPRECATED: share left out (= 1 - keep); sparsity=0.95 updates 5 %
     scope: Literal["global", "per_module"] = "global"
     mu: float = 1e-6              # WAGLE's μ (the Hessian-diagonal proxy γ of the paper)
     retain_text_tokens: int = 0   # general-text tokens added to the retain side of the attribution
     params: str = "all"           # eligible parameters (select_params spec)
-    lr: float = 3e-4
-    steps: int = 4
+    lr: float = 1e-5              # reference configs
+    steps: int = 100              # reference: 400 (TOFU NPO) / 500 (WMDP); fewer here for CPU budgets
     batch_size: int = 16
     alpha: float | None = None
     gamma: float | None = None
@@ -114,13 +119,27 @@ def sparse_deltas(params: dict[str, torch.nn.Parameter], originals: dict[str, to
 
 
 # ------------------------------------------------------------------------------------ fit
+DEFAULT_KEEP = 0.95
+
+
+def keep_share(cfg: WagleConfig) -> float:
+    """The share of weights updated: `keep`, or 1 − the deprecated `sparsity` (with a warning)."""
+    import warnings
+
+    from workbench.locate.masks import resolve_keep
+    if cfg.sparsity is not None and cfg.keep is None:
+        warnings.warn(f"wagle: sparsity={cfg.sparsity} is deprecated; it means keep={1 - cfg.sparsity:g} "
+                      f"(the share of weights updated). Pass keep= instead.", DeprecationWarning, stacklevel=3)
+    return resolve_keep(cfg.keep, cfg.sparsity, DEFAULT_KEEP)
+
+
 def _mask_for(model, concept, cfg: WagleConfig, params: dict):
     from workbench.locate.masks import WeightMask, build_mask, load_mask
     if cfg.mask == "none":
         return WeightMask({n: torch.ones(p.shape, dtype=torch.bool) for n, p in params.items()},
-                          {"method": "none", "sparsity": 0.0, "scope": "global"})
+                          {"method": "none", "keep": 1.0, "sparsity": 0.0, "scope": "global"})
     if cfg.mask in MASKS:
-        return build_mask(model, concept, method=cfg.mask, sparsity=cfg.sparsity, scope=cfg.scope, params=params,
+        return build_mask(model, concept, method=cfg.mask, keep=keep_share(cfg), scope=cfg.scope, params=params,
                           mu=cfg.mu, seed=cfg.seed, retain_text_tokens=cfg.retain_text_tokens)
     path = Path(cfg.mask)
     if not path.exists():

@@ -1,9 +1,11 @@
 """Weight masks: the top fraction of weights by an attribution score, globally or per module,
 stored compactly and reusable across edits.
 
-A mask selects the weights an edit may change. `sparsity` is the share of weights left OUT
-(WAGLE's convention: sparsity 0.95 keeps the top 5 %). Selection is exact: precisely
-round((1 - sparsity) · N) weights (ties broken by position). On disk a mask is one safetensors file:
+A mask selects the weights an edit may change. `keep` is the share of weights KEPT FOR UPDATING,
+as the WAGLE reference's `ratio` (`score2mask` with scores −|s|: ranks < ratio · N get 1, and the
+trainer multiplies gradients by the mask; its configs use 0.95 for TOFU and 0.6 for WMDP).
+`sparsity` (the share left OUT, = 1 − keep) is the older name, still accepted. Selection is
+exact: precisely round(keep · N) weights (ties broken by position). On disk a mask is one safetensors file:
 per tensor either a packed bitmap (uint8, numel/8 bytes) or sorted int32/int64 flat indices,
 whichever is smaller, plus a JSON header in the safetensors metadata; nothing else is read back.
 """
@@ -200,13 +202,30 @@ def _keep(sparsity: float, n: int) -> int:
     return int(round((1.0 - sparsity) * n))
 
 
-def top_fraction(scores, sparsity: float = 0.95, scope: str = "global", meta: dict | None = None) -> WeightMask:
-    """Keep the top (1 - sparsity) share of weights by score.
+def resolve_keep(keep: float | None, sparsity: float | None, default_keep: float) -> float:
+    """The share of weights kept for updating from `keep` or the older `sparsity` (= 1 − keep)."""
+    if keep is not None and sparsity is not None:
+        raise ValueError(f"give keep (share of weights updated) or sparsity (share left out), not both "
+                         f"(keep={keep}, sparsity={sparsity})")
+    if keep is None:
+        keep = default_keep if sparsity is None else 1.0 - float(sparsity)
+        if sparsity is not None and not 0.0 <= sparsity <= 1.0:
+            raise ValueError(f"sparsity must be in [0, 1] (got {sparsity})")
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep must be in [0, 1] (got {keep})")
+    return float(keep)
+
+
+def top_fraction(scores, sparsity: float | None = None, scope: str = "global", meta: dict | None = None,
+                 keep: float | None = None) -> WeightMask:
+    """Keep the top `keep` share (or 1 − `sparsity`; neither: keep 0.05) of weights by score.
 
     scores: a WeightScores or a dict name -> tensor. scope: "global" (one ranking over every
     weight, as WAGLE does) or "per_module" (the same share of each tensor). NaN scores rank last.
     """
     from workbench.locate.weights import WeightScores
+    keep = resolve_keep(keep, sparsity, 0.05)
+    sparsity = 1.0 - keep
     info = {}
     if isinstance(scores, WeightScores):
         info = {"method": scores.method, "model": scores.model, "concept": scores.concept, **{
@@ -228,15 +247,17 @@ def top_fraction(scores, sparsity: float = 0.95, scope: str = "global", meta: di
             masks[n] = _top_k_flat(t.reshape(-1), _keep(sparsity, t.numel())).reshape(t.shape)
     else:
         raise ValueError(f"scope must be 'global' or 'per_module' (got {scope!r})")
-    return WeightMask(masks, {**info, **(meta or {}), "sparsity": sparsity, "scope": scope})
+    return WeightMask(masks, {**info, **(meta or {}), "keep": keep, "sparsity": sparsity, "scope": scope})
 
 
-def build_mask(model, concept=None, method: str = "wagle", sparsity: float = 0.95, scope: str = "global",
-               params="all", mu: float = 1e-6, seed: int = 0, progress: bool = True, **kwargs) -> WeightMask:
+def build_mask(model, concept=None, method: str = "wagle", sparsity: float | None = None, scope: str = "global",
+               params="all", mu: float = 1e-6, seed: int = 0, progress: bool = True, keep: float | None = None,
+               **kwargs) -> WeightMask:
     """Score (workbench.locate.weights.attribution_scores) and keep the top share in one call."""
     from workbench.locate.weights import attribution_scores
     ws = attribution_scores(model, concept, method=method, mu=mu, params=params, seed=seed, progress=progress,
                             **kwargs)
-    mask = top_fraction(ws, sparsity, scope, meta={"score_seconds": ws.meta["seconds"], "passes": ws.meta["passes"]})
+    mask = top_fraction(ws, sparsity, scope, meta={"score_seconds": ws.meta["seconds"], "passes": ws.meta["passes"]},
+                        keep=keep)
     del ws
     return mask

@@ -39,7 +39,7 @@ class SAETrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     seq_len: int = 128
-    source: str = "shakespeare"
+    source: str = "shakespeare"      # or a mix, e.g. CORPUS_MIX (WordNet glosses + KJV + Shakespeare)
     heldout_tokens: int = 16_384
     aux_loss_coefficient: float = 1.0
     seed: int = 0
@@ -54,6 +54,9 @@ class SAETrainConfig:
         if unknown:
             raise ValueError(f"unknown SAE training option(s) {unknown}; known: {sorted(names)}")
         return cls(**d)
+
+
+CORPUS_MIX = "wordnet+kjv+shakespeare"   # the broader mix of issue 19 (needs `make corpora`)
 
 
 def default_site(model) -> str:

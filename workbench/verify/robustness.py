@@ -3,8 +3,11 @@
 - parametric trace (ConceptVectors, Hong et al. 2024, "Intrinsic Evaluation of Unlearning Using
   Parametric Knowledge Traces"): the MLP value vectors whose vocabulary projection carries the
   concept's tokens, before vs after the edit — their scores, cosine to the originals, and how
-  much of the pre-edit top-N signature is still top-N. Output-level forgetting with an intact
-  trace means the knowledge can come back.
+  much of the pre-edit top-N signature is still top-N; and the paper's two parametric metrics
+  (`evaluate_util.py`): the Jaccard similarity of each vector's top-200 vocabulary projection
+  (v·Eᵀ with the output embedding, no final norm; after the edit with the edited model's head, as
+  the reference does) before vs after, and the L2 distance ‖v_before − v_after‖. Output-level
+  forgetting with an intact trace means the knowledge can come back.
 - logit-lens leakage (nostalgebraist 2020; used against unlearning by e.g. Patil et al. 2023,
   "Can Sensitive Information Be Deleted From LLMs?"): the forget answer's first token read out
   of intermediate residual streams, best rank and highest probability over layers.
@@ -21,9 +24,26 @@ __all__ = ["answer_first_tokens", "lens_leakage", "parametric_signature", "param
 
 
 # ------------------------------------------------------------------------------ parametric trace
+JACCARD_TOP_K = 200
+
+
 @torch.no_grad()
-def parametric_signature(model, concept, top_n: int = 20) -> dict:
-    """The pre-edit concept-vector signature: top-N (layer, index) by concept-vector score."""
+def vocab_top_ids(model, vectors: torch.Tensor, k: int = JACCARD_TOP_K) -> torch.Tensor:
+    """[n, k] ids of the k largest entries of v · Eᵀ per vector (E: the output embedding)."""
+    E = model.hf.get_output_embeddings().weight.detach()
+    logits = vectors.to(E.device, torch.float32) @ E.float().T
+    return logits.topk(min(k, logits.shape[-1]), dim=-1).indices.cpu()
+
+
+def jaccard(a, b) -> float:
+    a, b = set(int(x) for x in a), set(int(x) for x in b)
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+@torch.no_grad()
+def parametric_signature(model, concept, top_n: int = 20, jaccard_k: int = JACCARD_TOP_K) -> dict:
+    """The pre-edit concept-vector signature: top-N (layer, index) by concept-vector score, their
+    vectors and each vector's top-`jaccard_k` vocabulary projection."""
     from workbench.locate.common import concept_token_ids
     from workbench.locate.concept_vectors import scan
     tokens = concept_token_ids(model, concept)
@@ -33,7 +53,8 @@ def parametric_signature(model, concept, top_n: int = 20) -> dict:
     d_mlp = scores.shape[1]
     sites = [(int(i) // d_mlp, int(i) % d_mlp) for i in top]
     vectors = torch.stack([model.value_vectors(L)[i].detach().float().clone() for L, i in sites])
-    return {"tokens": tokens, "scores": scores, "sites": sites, "vectors": vectors, "top_n": len(sites)}
+    return {"tokens": tokens, "scores": scores, "sites": sites, "vectors": vectors, "top_n": len(sites),
+            "top_ids": vocab_top_ids(model, vectors, jaccard_k), "jaccard_k": jaccard_k}
 
 
 @torch.no_grad()
@@ -50,11 +71,20 @@ def parametric_trace(model, concept, before: dict) -> dict:
     cos = F.cosine_similarity(before["vectors"], vecs, dim=-1)
     s_before = torch.stack([before["scores"][L, i] for L, i in sites])
     s_after = torch.stack([scores[L, i] for L, i in sites])
+    k = before.get("jaccard_k", JACCARD_TOP_K)
+    top_before = before["top_ids"] if "top_ids" in before else vocab_top_ids(model, before["vectors"], k)
+    top_after = vocab_top_ids(model, vecs, k)
+    jac = [jaccard(a, b) for a, b in zip(top_before, top_after)]
+    l2 = (before["vectors"] - vecs).norm(dim=-1)
     return {"top_n": n, "sites": [f"blocks.{L}.mlp.W_out[{i}]" for L, i in sites],
             "score_before": float(s_before.mean()), "score_after": float(s_after.mean()),
             "signature_remaining": kept / n if n else None,
             "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
-            "vectors_changed": int((cos < 1 - 1e-6).sum())}
+            "vectors_changed": int((cos < 1 - 1e-6).sum()),
+            "jaccard_k": k, "jaccard_mean": sum(jac) / n if n else None, "jaccard_min": min(jac) if jac else None,
+            "l2_mean": float(l2.mean()) if n else None, "l2_max": float(l2.max()) if n else None,
+            "per_site": [{"site": f"blocks.{L}.mlp.W_out[{i}]", "jaccard": round(j, 4), "l2": round(float(d), 6),
+                          "cosine": round(float(c), 6)} for (L, i), j, d, c in zip(sites, jac, l2, cos)]}
 
 
 # ------------------------------------------------------------------------------ logit lens
