@@ -61,7 +61,7 @@ def _loo_accuracy(pos: torch.Tensor, neg: torch.Tensor) -> float:
 
 
 def _mean_token_logprob(model, prompts: list[str], answers: list[str]) -> float:
-    from workbench.verify.probes import answer_logprobs
+    from workbench.scoring import answer_logprobs
     rows = answer_logprobs(model, prompts, answers)
     return sum(lp / max(n, 1) for lp, n, _ in rows) / max(len(rows), 1)
 
