@@ -10,7 +10,11 @@ from workbench.errors import UsageError
 
 
 def _concepts(path: str):
+    """'builtin' (the 10 classic concepts), 'suite' (the dev/test suite) or a concept file."""
     from workbench.concepts import load_builtin, read_concepts
+    if path == "suite":
+        from workbench.concepts.suite import load_suite
+        return load_suite()
     return load_builtin() if path == "builtin" else read_concepts(path)
 
 
@@ -248,7 +252,7 @@ def register(sub, commands) -> None:
     csub = p.add_subparsers(dest="concepts_cmd", required=True)
     c = csub.add_parser("check", help="baseline hit rates per concept; flags unknown ones")
     c.add_argument("model")
-    c.add_argument("--concepts", required=True, help="concept file (JSON Lines) or 'builtin'")
+    c.add_argument("--concepts", required=True, help="concept file (JSON Lines), 'builtin' or 'suite' (the dev/test suite)")
     c.add_argument("--threshold", type=float, default=0.5)
     c.add_argument("--json", default=None)
     c.add_argument("--strict", action="store_true", help="exit 1 when a concept is not known")

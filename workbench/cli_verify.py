@@ -5,8 +5,8 @@ from workbench.errors import UsageError
 
 
 def _concepts(path: str):
-    from workbench.concepts import load_builtin, read_concepts
-    return load_builtin() if path == "builtin" else read_concepts(path)
+    from workbench.cli_more import _concepts as concepts
+    return concepts(path)
 
 
 def _load(args):
@@ -102,7 +102,7 @@ def cmd_bench(args) -> int:
 def register(sub, commands) -> None:
     def common(p):
         p.add_argument("model", help="embedded name, HF folder, .gguf file or hub id")
-        p.add_argument("--concepts", required=True, help="concept file (JSON Lines) or 'builtin'")
+        p.add_argument("--concepts", required=True, help="concept file (JSON Lines), 'builtin' or 'suite' (the dev/test suite)")
         p.add_argument("--json", required=True)
         p.add_argument("--device", default=None)
         p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
