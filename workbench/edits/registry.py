@@ -190,6 +190,8 @@ def get_method(name: str) -> Method:
 def _fit_views(model, concept):
     """A concept (or list of them) -> the fit view(s) a method is allowed to see, and provenance."""
     from workbench.concepts.fit import fit_view
+    if not hasattr(model, "chat"):       # a diffusion pipeline: its methods take prompts (erase/guide), not probes
+        return concept, {"source": "not applicable (diffusion: prompts, no probes)", "overlap_with_eval": 0}
     if isinstance(concept, (list, tuple)):
         if not concept:
             raise ValueError("fit_edit needs at least one concept")
