@@ -82,7 +82,8 @@ def test_ablate_direction_orthogonalises_every_writer_and_the_embedding(smol, ei
     """Reference weight orthogonalisation: every residual writer AND the (tied) embedding lose r̂,
     each change rank one; the layer is the causal argmax (forget drop − retain drop) on fit probes."""
     before = _snapshot(smol)
-    direction = fit_edit("ablate", smol, eiffel, target="direction", layer_stride=8)
+    direction = fit_edit("ablate", smol, eiffel, target="direction", layer_stride=8, layer_select="causal",
+                         include_embedding=True)            # the reference's choices (not the default here)
     prov = direction.provenance
     search = prov["layer_search"]
     assert [c["layer"] for c in search["candidates"]] == [0, 8, 16]          # < 0.8 · 30 layers, stride 8
@@ -108,7 +109,7 @@ def test_ablate_direction_orthogonalises_every_writer_and_the_embedding(smol, ei
         x = cache[site].double()
         assert float((x @ r).abs().max()) < 1e-4 * float(x.norm(dim=-1).max())   # no r̂ anywhere in the stream
     assert all(torch.equal(before[k], v) for k, v in smol.hf.state_dict().items())
-    probe = fit_edit("ablate", smol, eiffel, target="direction", layer_select="probe", include_embedding=False)
+    probe = fit_edit("ablate", smol, eiffel, target="direction")          # defaults: probe layer, no embedding
     assert probe.provenance["layer_search"] is None and len(probe.names) == 2 * smol.n_layers
     with pytest.raises(ValueError, match="layer_select"):
         fit_edit("ablate", smol, eiffel, target="direction", layer_select="nope")
