@@ -18,7 +18,7 @@ def test_every_method_config_builds_with_its_defaults():
 
 def test_literal_typo_fails_before_the_model_is_touched():
     # model=None, concept=None: the config is built first, so the typo is the error
-    with pytest.raises(ValueError, match=r"AblateConfig: mode='zeroo' is not one of 'zero', 'noise', 'mean' "
+    with pytest.raises(ValueError, match=r"AblateConfig: mode='zeroo' is not one of 'zero', 'noise', 'mean', 'needle' "
                                          r"\(did you mean 'zero'\?\)"):
         fit_edit("ablate", None, None, mode="zeroo")
     with pytest.raises(ValueError, match=r"WagleConfig: loss='NPO'"):
