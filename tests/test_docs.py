@@ -62,7 +62,8 @@ def test_patch_page_lists_every_required_manifest_key():
     text = (DOCS / "patch.md").read_text(encoding="utf-8")
     import inspect
     src = inspect.getsource(validate_manifest)
-    required = set(re.findall(r'_need\(m, "(\w+)"', src))
+    required = (set(re.findall(r'_need\(m, "(\w+)"', src)) | set(re.findall(r'_text\(m, "(\w+)", label\)', src))
+                | set(re.findall(r'_fingerprint_map\(m, "(\w+)", label, required=True\)', src)))
     assert required >= {"schema_version", "base_model", "fingerprints", "tensors_sha256", "tensors"}
     for key in required:
         assert f"| `{key}` | yes |" in text, f"docs/patch.md does not document required key {key!r}"

@@ -1,6 +1,6 @@
 """The built-in evaluation suite (dev/test concepts) and the world-knowledge set.
 
-`suite.jsonl` is a concept file (DESIGN.md §3) whose records carry three more keys: `split`
+`suite.jsonl` is a concept file (docs/concept-file.md) whose records carry three more keys: `split`
 ("dev" | "test"), `kind` (person | place | work | organisation | object) and `neighbors` (the
 same-kind entities its retain probes are about). Every probe in it, and every fact of
 `world_knowledge.jsonl`, was answered by the embedded SmolLM2-135M-Instruct at baseline (greedy,
