@@ -667,8 +667,11 @@ def test_v1_patches_still_read_and_say_so(patch_dir, capsys):
 
 
 def test_unknown_optional_keys_are_tolerated(patch_dir):
-    forge(patch_dir, lambda m: m.update(parent="abc", parent_fingerprints={DOWN0: "0" * 64}, future={"x": [1]}))
-    assert load_patch(patch_dir).manifest["parent"] == "abc"
+    forge(patch_dir, lambda m: m.update(parent="a" * 64, parent_fingerprints={DOWN0: "0" * 64}, future={"x": [1]}))
+    assert load_patch(patch_dir).manifest["future"] == {"x": [1]}
+    forge(patch_dir, lambda m: m.update(parent="abc"))            # a known optional key is still checked
+    with pytest.raises(PatchError, match="parent"):
+        load_patch(patch_dir)
 
 
 def test_peft_export_checks_fingerprints(tmp_path):
