@@ -216,13 +216,15 @@ def test_uoe_changes_only_the_chosen_expert(planted, tmp_path):
 def test_uoe_anchor_keeps_selection_on_forget_tokens(planted):
     from workbench.edits import fit_edit
     from workbench.locate.routing import selection_rate
+    from workbench.concepts.fit import fit_view
     m, c = planted
-    rate0 = selection_rate(m, c.forget, 1, 2)
+    fit = fit_view(m, c)                                  # the provenance measures the fit forget texts
+    rate0 = selection_rate(m, fit.forget, 1, 2)
     edit = fit_edit("uoe", m, c, steps=6, lr=1e-2, loss="ga", anchor=1.0)
     rates = edit.provenance["selection_rate_forget"]
     assert rates["before"] == pytest.approx(rate0)
     with edit.applied(m):
-        rate1 = selection_rate(m, c.forget, 1, 2)
+        rate1 = selection_rate(m, fit.forget, 1, 2)
     assert rate1 == pytest.approx(rates["after"])
     assert rate1 >= rate0                                      # the anchor keeps forget tokens on the expert
     anchors = edit.provenance["loss_parts"]["anchor"]
