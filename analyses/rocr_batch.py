@@ -22,14 +22,11 @@ import time
 import torch
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    if n == 0:
-        return [float("nan"), float("nan")]
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return [round(max(0.0, c - h), 3), round(min(1.0, c + h), 3)]
+def wilson(k: int, n: int) -> list[float] | None:
+    """workbench.verify.stats.wilson, rounded for the table."""
+    from workbench.verify.stats import wilson as _wilson
+    ci = _wilson(k, n)
+    return None if ci is None else [round(x, 3) for x in ci]
 
 
 def hits(model, probes) -> tuple[int, int]:

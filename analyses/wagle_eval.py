@@ -25,15 +25,11 @@ import time
 from pathlib import Path
 
 
-def wilson(k: float, n: int, z: float = 1.96) -> list[float] | None:
-    """95 % Wilson score interval of a proportion k/n."""
-    if not n:
-        return None
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / den
-    return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
+def wilson(k: float, n: int) -> list[float] | None:
+    """workbench.verify.stats.wilson (95 %), rounded for the table."""
+    from workbench.verify.stats import wilson as _wilson
+    ci = _wilson(int(k), n)
+    return None if ci is None else [round(x, 4) for x in ci]
 
 
 def _summary_row(r: dict, mask: str, steps: int) -> dict:

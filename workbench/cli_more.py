@@ -110,7 +110,6 @@ def _read_report(path: str):
 def cmd_edit(args) -> int:
     from workbench.concepts import get_concept
     from workbench.edits import fit_edit, get_method
-    from workbench.locate import LocalizationReport
     from workbench.patches.format import check_patch_target
     method = get_method(args.method)                           # fail fast on a bad name
     pool = _concepts(args.concepts)

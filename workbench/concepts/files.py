@@ -20,6 +20,7 @@ from typing import Iterable
 from workbench.concepts.limits import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
 from workbench.concepts.schema import Concept, ConceptFileError, ConceptNotFoundError
 from workbench.paths import atomic_path
+from workbench.strict_json import STRICT_HOOKS, StrictJSONError
 
 MAX_FILE_BYTES = 64 << 20
 MAX_LINE_CHARS = 4 << 20
@@ -31,19 +32,6 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 class _LineError(Exception):
     def __init__(self, reason: str, field: str | None = None):
         self.reason, self.field = reason, field
-
-
-def _reject_constant(name: str):
-    raise _LineError(f"invalid JSON: {name} is not a number JSON allows")
-
-
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise _LineError(f"invalid JSON: duplicate key {k!r}")
-        out[k] = v
-    return out
 
 
 def _check_record(record) -> None:
@@ -101,7 +89,7 @@ def parse_concepts(text: str, source: str = "<string>", allow_empty: bool = Fals
             raise ConceptFileError(f"line of {len(line):,} characters, more than {MAX_LINE_CHARS:,}", None,
                                    source, lineno)
         try:
-            record = json.loads(line, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+            record = json.loads(line, **STRICT_HOOKS)
             _check_record(record)
         except json.JSONDecodeError as e:
             raise ConceptFileError(f"invalid JSON: {e.msg} (column {e.colno})", None, source, lineno) from None
@@ -109,6 +97,8 @@ def parse_concepts(text: str, source: str = "<string>", allow_empty: bool = Fals
             raise ConceptFileError(f"nested more than {MAX_JSON_DEPTH} levels deep", None, source, lineno) from None
         except _LineError as e:
             raise ConceptFileError(e.reason, e.field, source, lineno) from None
+        except StrictJSONError as e:
+            raise ConceptFileError(f"invalid JSON: {e}", None, source, lineno) from None
         except ValueError as e:                   # e.g. an integer of more than 4300 digits
             raise ConceptFileError(f"invalid JSON: {e}", None, source, lineno) from None
         try:

@@ -34,7 +34,6 @@ C-contiguous copy of the tensor in native (little-endian) byte order.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -55,7 +54,8 @@ from safetensors.torch import save as save_safetensors_bytes
 from workbench.edits.base import DELTA_KINDS, HOOK_KINDS, Edit, TensorDelta, _module, hook_class
 from workbench.fingerprint import dtype_name, file_sha256, tensor_fingerprint  # noqa: F401 (re-exported)
 from workbench.errors import LimitError, WorkbenchError
-from workbench.paths import atomic_path, write_json
+from workbench.paths import atomic_path
+from workbench.strict_json import STRICT_HOOKS
 
 SCHEMA_VERSION = 1
 CHECKSUM_VERSION = 2
@@ -113,19 +113,6 @@ def json_depth(obj) -> int:
     return best
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a finite number (JSON has no NaN or Infinity)")
-
-
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
 def first_non_finite(obj, where: str = "") -> str | None:
     """Dotted path of the first float in `obj` that is NaN or infinite (None when all are finite)."""
     stack = [(obj, where)]
@@ -152,7 +139,7 @@ def strict_json(raw: bytes | str, label: str, max_depth: int = MAX_JSON_DEPTH, e
         raise error(f"{label}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     text = text.removeprefix("\ufeff")
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        value = json.loads(text, **STRICT_HOOKS)
     except json.JSONDecodeError as exc:
         raise error(f"{label}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
