@@ -423,3 +423,18 @@ def test_cli_verify_a_patch(smol, eiffel, edit, capsys, tmp_path):
     assert rc == 0 and "forget/" in printed
     doc = validate_report(json.loads(out.read_text()))
     assert doc["results"][0]["method"] == "ga" and doc["results"][0]["forget"]["hit_before"] is not None
+
+
+def test_compact_table_shows_intervals_independent_utility_and_world_knowledge():
+    from workbench.verify.bench import compact_table
+    from workbench.verify.stats import wilson
+    pair = lambda k, n: {"hit_before": 1.0, "hit_after": k / n, "prob_before": 0.5, "prob_after": 0.1, "n": n,
+                         "hit_before_ci": wilson(n, n), "hit_after_ci": wilson(k, n)}
+    r = {"forget": pair(4, 40), "retain": pair(19, 20), "perplexity": {"before": 100.0, "after": 101.0},
+         "perplexity_independent": {"corpus": "wordnet", "before": 35.0, "after": 35.5},
+         "world_knowledge": {"n": 220, "hit_before": 1.0, "hit_after": 0.95}, "by_form": {}}
+    lines = compact_table(r).splitlines()
+    lo, hi = wilson(4, 40)
+    assert any(l.startswith("  forget hit after: 95 % CI (n=40)") and l.endswith(f"[{lo:.2f}, {hi:.2f}]") for l in lines)
+    assert any(l.startswith("perplexity (wordnet, independent)") and l.split()[-2:] == ["35.00", "35.50"] for l in lines)
+    assert any(l.startswith("world knowledge hit (220)") and l.split()[-1] == "0.950" for l in lines)

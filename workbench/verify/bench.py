@@ -146,9 +146,20 @@ def compact_table(result: dict) -> str:
     for key in ("forget", "retain"):
         for m in ("hit", "prob"):
             rows.append((f"{key} {m}", f"{result[key][f'{m}_before']:.3f}", f"{result[key][f'{m}_after']:.3f}"))
+    for key in ("forget", "retain"):
+        g = result[key]
+        if g.get("hit_after_ci"):
+            lo, hi = g["hit_after_ci"]
+            rows.append((f"  {key} hit after: 95 % CI (n={g.get('n')})", "", f"[{lo:.2f}, {hi:.2f}]"))
     ppl = result["perplexity"]
     if ppl["before"] is not None:
         rows.append(("perplexity (held-out)", f"{ppl['before']:.2f}", f"{ppl['after']:.2f}"))
+    ind = result.get("perplexity_independent") or {}
+    if ind.get("before") is not None:
+        rows.append((f"perplexity ({ind.get('corpus')}, independent)", f"{ind['before']:.2f}", f"{ind['after']:.2f}"))
+    wk = result.get("world_knowledge") or {}
+    if wk.get("hit_before") is not None:
+        rows.append((f"world knowledge hit ({wk.get('n')})", f"{wk['hit_before']:.3f}", f"{wk['hit_after']:.3f}"))
     if "kl" in result:
         rows.append(("KL to unedited (nats)", "0", f"{result['kl']:.4f}"))
     for form, v in result["by_form"].items():
@@ -170,4 +181,4 @@ def compact_table(result: dict) -> str:
         for split in ("forget", "retain"):
             rows.append((f"routing: top-k changed ({split})", "0", f"{result['routing_drift'][split]['changed_share']:.3f}"))
     width = max(len(r[0]) for r in rows) + 2
-    return "\n".join(f"{a:<{width}}{b:>10}{c:>10}" for a, b, c in rows)
+    return "\n".join(f"{a:<{width}}{b:>10}{c:>14}" for a, b, c in rows)
