@@ -81,3 +81,15 @@ def test_nothing_points_at_a_design_file_outside_the_repository():
             and "DESIGN.md" in (ROOT / f).read_text(encoding="utf-8", errors="replace")
             and f != "tests/test_docs.py"]
     assert hits == []
+
+
+def test_rocr_layer_rules_documented():
+    """docs/rocr.md's per-family table is LAYER_RULES, row for row."""
+    import re
+    from fractions import Fraction
+    from workbench.edits.rocr import LAYER_RULES
+    text = (ROOT / "docs" / "rocr.md").read_text(encoding="utf-8")
+    rows = dict((m, (Fraction(a), Fraction(b))) for m, a, b in
+                re.findall(r"^\| (\w+) \| (\d+/\d+) \| (\d+/\d+) \|", text, flags=re.M))
+    expect = {m: (Fraction(f).limit_denominator(64), Fraction(s).limit_denominator(64)) for m, (f, s) in LAYER_RULES.items()}
+    assert rows == expect, "docs/rocr.md's layer table differs from workbench.edits.rocr.LAYER_RULES"

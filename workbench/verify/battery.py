@@ -187,8 +187,9 @@ def _independent(model, edit, utility_tokens, corpora, n_boot) -> tuple[dict, di
         why = {"skipped": "disabled (independent_corpus=None)"}
         return dict(why), dict(why)
     names = [corpora] if isinstance(corpora, str) else list(corpora)
-    reasons = []
-    for name in names:
+    seen = set(str((getattr(edit, "hyper", None) or {}).get("cov_sources") or "").split("+")) - {""}
+    reasons = [f"{n}: in the edit's own statistics (cov_sources)" for n in names if n in seen]
+    for name in [n for n in names if n not in seen]:
         missing = utility.corpus_missing(name)
         if missing is None:
             u = utility.utility_before_after(model, edit, n_tokens=utility_tokens, source=name, n_boot=n_boot)

@@ -1,0 +1,107 @@
+"""Held-out comparison of edit methods on the suite's TEST split, one concept per edit.
+
+    PYTHONPATH=. python analyses/heldout_methods.py --methods rocr,ga,graddiff,npo,simnpo \
+        --hyper out/dev_hyper.json --json out/heldout_methods.json --md analyses/heldout_methods.md
+
+Each method fits through `fit_edit` (the fit view: derived fit data, never an evaluation probe)
+with its defaults, overridden per method by `--hyper` (a JSON {method: {name: value}} written by
+`analyses/tune_dev.py --hyper-out`, i.e. chosen on the dev split). Scoring is
+`rocr_batch.Bench.score`: pooled forget hit (and its subject-dependent part), retain hit, world
+knowledge kept (220 facts, none about a suite concept) and perplexity ratios on held-out
+Shakespeare and WordNet glosses, each rate with a Wilson 95 % interval and its n. Every method is
+compared with the first one on the same forget probes by an exact McNemar test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rocr_batch import Bench, _r, pooled_singles  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--methods", default="rocr,ga,graddiff,npo,simnpo")
+    ap.add_argument("--hyper", default=None, help="JSON {method: {hyper: value}} chosen on dev")
+    ap.add_argument("--limit", type=int, default=None, help="first N test concepts only")
+    ap.add_argument("--ppl-tokens", type=int, default=2048)
+    ap.add_argument("--json", default="out/heldout_methods.json")
+    ap.add_argument("--md", default=None)
+    args = ap.parse_args()
+    from workbench import load_model
+    from workbench.concepts.suite import load_suite, load_world_knowledge
+    from workbench.edits import fit_edit
+    from workbench.paths import write_json
+    from workbench.verify.stats import mcnemar_exact
+    from workbench.verify.world import exclude_concept
+    hyper = json.loads(Path(args.hyper).read_text()) if args.hyper else {}
+    model = load_model(args.model)
+    test = load_suite("test")[:args.limit]
+    world = load_world_knowledge()
+    for c in load_suite():
+        world, _ = exclude_concept(world, c)
+    bench = Bench(model, test, world, args.ppl_tokens)
+    methods = args.methods.split(",")
+    doc = {"model": model.model_id, "split": "test", "concepts": [c.name for c in test], "n_world": len(world),
+           "hyper": {m: hyper.get(m, {}) for m in methods}, "ppl_before": bench.ppl0, "results": {}}
+    for m in methods:
+        rows = []
+        for c in tqdm(test, desc=m):
+            t0 = time.perf_counter()
+            torch.set_grad_enabled(True)
+            edit = fit_edit(m, model, c, **hyper.get(m, {}))
+            torch.set_grad_enabled(False)
+            sec = time.perf_counter() - t0
+            with edit.applied(model):
+                r = bench.score([c], [c])
+            r["fit_s"] = round(sec, 2)
+            rows.append(r)
+        res = {**pooled_singles(rows), "fit_s_median": sorted(r["fit_s"] for r in rows)[len(rows) // 2],
+               "per_concept": {c.name: {k: v for k, v in r.items() if k != "forget_vector"} for c, r in zip(test, rows)}}
+        if m != methods[0]:
+            res["vs_first_forget_mcnemar"] = mcnemar_exact(doc["results"][methods[0]]["forget_vector"],
+                                                          res["forget_vector"])
+        doc["results"][m] = res
+        print(m, json.dumps({k: v for k, v in res.items() if k not in ("per_concept", "forget_vector")}), flush=True)
+        write_json(args.json, doc)
+    if args.md:
+        write_md(doc, args.md)
+    return 0
+
+
+def write_md(doc: dict, path: str) -> None:
+    first = next(iter(doc["results"]))
+    lines = ["| method | hyper | forget hit | subject-dependent | retain hit (ratio) | world knowledge kept | "
+             f"ppl Shakespeare (max) | ppl WordNet (max) | fit s | forget vs {first} (McNemar p) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m, r in doc["results"].items():
+        mc = r.get("vs_first_forget_mcnemar")
+        mc_s = "—" if mc is None else f"{mc['p']:.3g} ({mc['a_only']}/{mc['b_only']})"
+        lines.append(f"| {m} | {json.dumps(doc['hyper'][m]) if doc['hyper'][m] else 'defaults'} | "
+                     f"{r['forget_before']['hit']:.2f} → {_r(r['forget'])} | {_r(r['forget_subject_dependent'])} | "
+                     f"{_r(r['retain'])} ({r['retain_ratio']}×) | {_r(r['world_knowledge_kept'])} | "
+                     f"{r['ppl_ratio_geomean']['shakespeare']} ({r['ppl_ratio_max']['shakespeare']}) | "
+                     f"{r['ppl_ratio_geomean']['wordnet']} ({r['ppl_ratio_max']['wordnet']}) | {r['fit_s_median']} | "
+                     f"{mc_s} |")
+    body = (f"# Held-out comparison on the test split ({doc['model']}, CPU)\n\nGenerated by "
+            f"`analyses/heldout_methods.py`: {len(doc['concepts'])} test concepts, one concept per edit, fit data "
+            f"only; world knowledge n={doc['n_world']}; perplexity before {json.dumps(doc['ppl_before'])}. "
+            "Rates pooled over probes with Wilson 95 % intervals; perplexity: geometric mean (max) of the "
+            "per-edit ratios; McNemar: exact, on the same forget probes (counts: first method only / this "
+            "method only hit).\n\n" + "\n".join(lines) + "\n")
+    from workbench.paths import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    raise SystemExit(main())
