@@ -1,27 +1,28 @@
-"""ROCR on the built-in suite: default chosen on dev, then 1 / 10 / 17 / 30 concepts erased at once
-and sequentially, scored on the test split.
-
-    PYTHONPATH=. python analyses/rocr_batch.py --json out/rocr_batch.json --md analyses/rocr_batch.md
+"""ROCR on the built-in suite: default chosen on dev, then 1 / 10 / 30 concepts erased at once and
+sequentially, scored on the test split.
 
 Protocol (issue 16 on the held-out protocol of issue 15):
 * every fit goes through `fit_edit`, so ROCR sees the fit view only (derived fit data; its prompts
   are seeds such as "Facts about X:", never an evaluation probe); every scored probe is held out.
-* dev: each configuration (the current default and today's variants) edits each dev concept alone;
-  the default is the configuration with the lowest pooled forget hit among those with pooled
-  retain >= 0.95x and perplexity <= 1.02x (else the best retain).
-* test: the dev winner and the runner-up, each on the 17 test concepts one at a time (size 1),
-  the first 10 test concepts in one edit, all 17 in one edit, 30 concepts in one edit (the 17 test
-  concepts + the first 13 dev ones; scored on the 17 test concepts, the dev part reported apart),
-  and sequentially (one patch per concept, each fitted on top of the previous: `parent`) for 10
-  and 30.
-* forget: hit rate pooled over the scored concepts' forget probes (n = probes) and the
+* `--part dev`: each configuration edits each dev concept alone; `dev_choice` picks the default.
+* `--part test`: the same single-concept edits on the 17 test concepts, and for the `--full`
+  configs the `--modes` rows: `batch_10` (the first 10 test concepts in one edit), `batch_30` (the
+  17 test concepts + the first 13 dev ones in one edit, scored on the 17 test ones),
+  `sequential_10` / `sequential_30` (one patch per concept, each fitted on top of the previous one
+  with `parent`). Runs may be split over processes (`--no-singles`) and merged by `--part md`.
+* forget: hit rate pooled over the scored concepts' forget probes (n = probes) and its
   subject-dependent part (probes the unedited model does NOT answer with the subject swapped for
   the redirect target); retain: pooled over their retain probes, leaving out probes that mention
-  another concept erased in the same edit (counted); world knowledge: 220 facts (none about a suite
-  concept); utility: perplexity ratio on held-out Shakespeare and on WordNet glosses (not among the
-  ROCR statistics' sources). All rates carry Wilson 95 % intervals.
-* time: fit seconds per concept with statistics and fit data cached; the one-off statistics cost
-  and the one-off fit-data generation are reported apart.
+  another concept erased in the same edit (counted); world knowledge: the facts of the built-in set
+  known at baseline (none about a suite concept) still answered; utility: perplexity ratio on
+  held-out Shakespeare and on WordNet glosses (not among the ROCR statistics' sources). Hit = the
+  greedy 8-token continuation contains an answer (as `score_probes`). Wilson 95 % intervals.
+* time: fit seconds per concept with statistics and fit data cached; one-off costs apart.
+
+    PYTHONPATH=. python analyses/rocr_batch.py --part dev --dev-json out/rocr_batch_dev.json
+    PYTHONPATH=. python analyses/rocr_batch.py --part test --json out/rocr_batch_test.json
+    PYTHONPATH=. python analyses/rocr_batch.py --part md --dev-json out/rocr_batch_dev.json \
+        --json out/rocr_batch_test.json --md analyses/rocr_batch.md
 """
 from __future__ import annotations
 
@@ -52,8 +53,13 @@ def rate(k: int, n: int) -> dict:
 
 
 def hits(model, probes) -> list[bool]:
-    from workbench.verify.probes import score_probes
-    return [bool(s.hit) for s in score_probes(model, probes)]
+    """Hit per probe (greedy 8-token continuation contains an answer), as `score_probes` decides it,
+    without its teacher-forced probability pass (half the cost; the benchmark reports hit rates)."""
+    from workbench.scoring import generate_batched
+    from workbench.verify.probes import is_hit, render_prompt
+    probes = list(probes)
+    outs = generate_batched(model, [render_prompt(model, p) for p in probes], max_new_tokens=8)
+    return [bool(is_hit(o, p.answers, p.form)) for o, p in zip(outs, probes)]
 
 
 @torch.no_grad()
@@ -139,14 +145,28 @@ def pooled_singles(rows: list[dict]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--ppl-tokens", type=int, default=2048)
-    ap.add_argument("--json", default="out/rocr_batch.json")
-    ap.add_argument("--md", default=None, help="also write the markdown tables here")
-    ap.add_argument("--limit", type=int, default=None, help="smoke run: first N dev and N test concepts")
+    ap.add_argument("--part", choices=("dev", "test", "md"), required=True,
+                    help="dev: single-concept edits per config on dev; test: the same on test, plus the "
+                         "--modes rows for the --full configs; md: tables from --dev-json and --json")
+    ap.add_argument("--configs", default="default,published")
+    ap.add_argument("--full", default="default", help="configs that also get the batch / sequential rows (test)")
+    ap.add_argument("--modes", default="batch_10,batch_30,sequential_10,sequential_30")
+    ap.add_argument("--ppl-tokens", type=int, default=1024)
+    ap.add_argument("--json", default="out/rocr_batch_test.json")
+    ap.add_argument("--dev-json", default="out/rocr_batch_dev.json")
+    ap.add_argument("--md", default=None, help="(--part md) write the markdown tables here")
+    ap.add_argument("--no-singles", action="store_true", help="skip the size-1 rows (another process runs them)")
+    ap.add_argument("--limit", type=int, default=None, help="smoke run: first N concepts of the split")
     args = ap.parse_args()
+    if args.part == "md":
+        docs = [json.loads(open(f).read()) for f in args.json.split(",")]      # test runs split over processes
+        test = docs[0]
+        for d in docs[1:]:
+            for name, res in d["results"].items():
+                test["results"].setdefault(name, {}).update(res)
+        write_md(json.loads(open(args.dev_json).read()), test, args.md)
+        return 0
     from workbench import load_model
-    from workbench.concepts.fit import fit_view
     from workbench.concepts.suite import load_suite, load_world_knowledge
     from workbench.edits import fit_edit
     from workbench.edits.rocr_math import statistics_cost
@@ -154,34 +174,31 @@ def main() -> int:
     from workbench.verify.world import exclude_concept
     model = load_model(args.model)
     dev, test = load_suite("dev"), load_suite("test")
-    if args.limit:
-        dev, test = dev[:args.limit], test[:args.limit]
     world = load_world_knowledge()
     for c in dev + test:
         world, _ = exclude_concept(world, c)
-    doc = {"model": model.model_id, "dev": [c.name for c in dev], "test": [c.name for c in test],
-           "configs": {k: CONFIGS[k] for k in args.configs.split(",")}, "n_world": len(world),
-           "ppl_tokens": args.ppl_tokens, "dev_results": {}, "test_results": {}}
+    mine = (dev if args.part == "dev" else test)[:args.limit]
+    out = args.dev_json if args.part == "dev" else args.json
+    names = args.configs.split(",")
+    doc = {"model": model.model_id, "part": args.part, "concepts": [c.name for c in mine],
+           "configs": {k: CONFIGS[k] for k in names}, "n_world": len(world), "ppl_tokens": args.ppl_tokens,
+           "results": {}}
     t = time.perf_counter()
-    for c in tqdm(dev + test, desc="fit data (one-off)"):
-        fit_view(model, c)
-    doc["fit_data_seconds_all"] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
-    e = fit_edit("rocr", model, dev[:1])
-    doc["first_fit_seconds_incl_statistics"] = round(time.perf_counter() - t, 1)
-    layers = e.provenance["layers"]
-    doc["layers"] = layers
-    doc["statistics"] = statistics_cost(model, layers, e.hyper["cov_tokens"], e.hyper["cov_seq_len"],
+    e = fit_edit("rocr", model, mine[:1])
+    doc["first_fit_seconds_incl_statistics_and_fit_data"] = round(time.perf_counter() - t, 1)
+    doc["layers"] = e.provenance["layers"]
+    doc["statistics"] = statistics_cost(model, doc["layers"], e.hyper["cov_tokens"], e.hyper["cov_seq_len"],
                                         e.hyper["cov_sources"].split("+"))
-    bench = Bench(model, dev + test, world, args.ppl_tokens)
+    bench = Bench(model, mine, world if args.part == "test" else [], args.ppl_tokens)
     doc["ppl_before"] = {s: round(v, 3) for s, v in bench.ppl0.items()}
+    with_world = args.part == "test"
 
-    def single(cfg, c, world_=True):
+    def single(cfg, c):
         t0 = time.perf_counter()
         edit = fit_edit("rocr", model, c, **cfg)
         sec = time.perf_counter() - t0
         with edit.applied(model):
-            r = bench.score([c], [c], world=world_)
+            r = bench.score([c], [c], world=False)
         r["fit_s"] = round(sec, 3)
         return r
 
@@ -190,10 +207,7 @@ def main() -> int:
         edit = fit_edit("rocr", model, erase, **cfg)
         sec = time.perf_counter() - t0
         with edit.applied(model):
-            r = {"scored_test": bench.score(scored, erase)}
-            rest = [c for c in erase if c not in scored]
-            if rest:
-                r["scored_dev_part"] = bench.score(rest, erase, world=False, utility=False)
+            r = bench.score(scored, erase, world=with_world)
         r["erased"], r["fit_s_per_concept"] = len(erase), round(sec / len(erase), 3)
         return r
 
@@ -205,51 +219,36 @@ def main() -> int:
                 e = fit_edit("rocr", model, c, parent=applied[-1] if applied else None, **cfg)
                 sec += time.perf_counter() - t0
                 applied.append(e.apply(model))
-            r = {"scored_test": bench.score(scored, erase)}
-            rest = [c for c in erase if c not in scored]
-            if rest:
-                r["scored_dev_part"] = bench.score(rest, erase, world=False, utility=False)
+            r = bench.score(scored, erase, world=with_world)
             r["erased"], r["fit_s_per_concept"] = len(erase), round(sec / len(erase), 3)
             return r
         finally:
             for e in reversed(applied):
                 e.revert(model)
 
-    names = args.configs.split(",")
+    for name in ([] if args.no_singles else names):
+        rows = [single(CONFIGS[name], c) for c in tqdm(mine, desc=f"{args.part} singles {name}")]
+        doc["results"][name] = {"size_1": {**pooled_singles(rows), "fit_s_median": sorted(r["fit_s"] for r in rows)[len(rows) // 2],
+                                           "per_concept": {c.name: {k: v for k, v in r.items() if k != "forget_vector"}
+                                                           for c, r in zip(mine, rows)}}}
+        print(args.part, name, "size_1", json.dumps({k: v for k, v in doc["results"][name]["size_1"].items()
+                                                    if k not in ("per_concept", "forget_vector")}), flush=True)
+        write_json(out, doc)
     for name in names:
-        rows = [single(CONFIGS[name], c, world_=False) for c in tqdm(dev, desc=f"dev {name}")]
-        doc["dev_results"][name] = {**pooled_singles(rows), "fit_s_median": sorted(r["fit_s"] for r in rows)[len(rows) // 2]}
-        print("dev", name, json.dumps(doc["dev_results"][name]), flush=True)
-        write_json(args.json, doc)
-
-    def rank(name):
-        r = doc["dev_results"][name]
-        ok = (r["retain_ratio"] or 0) >= 0.95 and r["ppl_ratio_max"]["shakespeare"] <= 1.02
-        return (0 if ok else 1, r["forget"]["hit"] if ok else -(r["retain_ratio"] or 0))
-    order = sorted(names, key=rank)
-    doc["dev_winner"], doc["test_configs"] = order[0], order[:2]
-    print("dev winner:", order[0], flush=True)
-    pool30 = test + dev[:13]
-    for name in order[:2]:
-        cfg = CONFIGS[name]
-        rows = [single(cfg, c) for c in tqdm(test, desc=f"test singles {name}")]
-        res = {"size_1": {**pooled_singles(rows), "per_concept": {c.name: r for c, r in zip(test, rows)},
-                          "fit_s_median": sorted(r["fit_s"] for r in rows)[len(rows) // 2]}}
-        doc["test_results"][name] = res
-        write_json(args.json, doc)
-        for label, erase, scored in (("batch_10", test[:10], test[:10]), ("batch_17", test, test),
-                                     ("batch_30", pool30, test)):
-            res[label] = batch(cfg, erase, scored)
-            print("test", name, label, json.dumps(res[label]["scored_test"]), flush=True)
-            write_json(args.json, doc)
-        for label, erase, scored in (("sequential_10", test[:10], test[:10]), ("sequential_30", pool30, test)):
-            res[label] = sequential(cfg, erase, scored)
-            print("test", name, label, json.dumps(res[label]["scored_test"]), flush=True)
-            write_json(args.json, doc)
-    write_json(args.json, doc)
-    if args.md:
-        write_md(doc, args.md)
-    print(f"wrote {args.json}")
+        doc["results"].setdefault(name, {})
+    if args.part == "test":
+        pool30 = test + dev[:30 - len(test)]          # 17 test + 13 dev concepts; scored on the test ones
+        for name in [n for n in args.full.split(",") if n in names]:
+            for mode in args.modes.split(","):
+                kind, size = mode.split("_")
+                erase = (test[:10] if size == "10" else pool30 if size == "30" else test)[:args.limit or None]
+                scored = [c for c in erase if c in test]
+                res = (batch if kind == "batch" else sequential)(CONFIGS[name], erase, scored)
+                doc["results"][name][mode] = res
+                print("test", name, mode, json.dumps({k: v for k, v in res.items() if k != "forget_vector"}), flush=True)
+                write_json(out, doc)
+    write_json(out, doc)
+    print(f"wrote {out}")
     return 0
 
 
@@ -258,38 +257,54 @@ def _r(x: dict) -> str:
     return f"{x['hit']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] n={x['n']}"
 
 
-def write_md(doc: dict, path: str) -> None:
-    lines = ["| config | forget hit | subject-dependent | retain hit (ratio) | ppl Shakespeare (max) | ppl WordNet (max) | fit s |",
-             "|---|---|---|---|---|---|---|"]
-    for name, r in doc["dev_results"].items():
-        lines.append(f"| {name} | {r['forget_before']['hit']:.2f} → {_r(r['forget'])} | {_r(r['forget_subject_dependent'])} | "
-                     f"{_r(r['retain'])} ({r['retain_ratio']}×) | {r['ppl_ratio_geomean']['shakespeare']} "
-                     f"({r['ppl_ratio_max']['shakespeare']}) | {r['ppl_ratio_geomean']['wordnet']} "
-                     f"({r['ppl_ratio_max']['wordnet']}) | {r['fit_s_median']} |")
-    dev_table = "\n".join(lines)
-    lines = ["| config | mode | forget hit | subject-dependent | retain hit (ratio) | world knowledge kept | "
-             "ppl Shakespeare | ppl WordNet | fit s / concept |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, res in doc["test_results"].items():
-        for label, r in res.items():
-            s = r if label == "size_1" else r["scored_test"]
-            p = s.get("ppl_ratio_geomean") or s.get("ppl_ratio")
-            sec = r.get("fit_s_median") if label == "size_1" else r["fit_s_per_concept"]
-            lines.append(f"| {name} | {label} | {s['forget_before']['hit']:.2f} → {_r(s['forget'])} | "
-                         f"{_r(s['forget_subject_dependent'])} | {_r(s['retain'])} ({s['retain_ratio']}×) | "
-                         f"{_r(s['world_knowledge_kept'])} | {p['shakespeare']} | {p['wordnet']} | {sec} |")
-    test_table = "\n".join(lines)
-    body = (f"# ROCR on the built-in suite (SmolLM2-135M-Instruct, CPU)\n\nGenerated by `analyses/rocr_batch.py` "
-            f"(see its docstring for the protocol). Dev: {len(doc['dev'])} concepts, test: {len(doc['test'])}; "
-            f"layers {doc['layers']}; world knowledge n={doc['n_world']} facts; perplexity on {doc['ppl_tokens']} "
-            f"held-out tokens per corpus (before: {doc['ppl_before']}). size_1 rows pool the single-concept edits "
-            f"(perplexity: geometric mean over edits).\n\n## Dev (single-concept edits; picks the default)\n\n"
-            f"{dev_table}\n\nDev winner: **{doc['dev_winner']}**.\n\n## Test\n\n{test_table}\n\n"
-            f"One-off costs: statistics {json.dumps(doc['statistics'])}; fit data for all "
-            f"{len(doc['dev']) + len(doc['test'])} concepts {doc['fit_data_seconds_all']} s; first fit incl. "
-            f"statistics {doc['first_fit_seconds_incl_statistics']} s.\n")
+def _row(name, label, s, sec, world=True) -> str:
+    p = s.get("ppl_ratio_geomean") or s.get("ppl_ratio")
+    w = _r(s["world_knowledge_kept"]) if world and "world_knowledge_kept" in s else "—"
+    return (f"| {name} | {label} | {s['forget_before']['hit']:.2f} → {_r(s['forget'])} | "
+            f"{_r(s['forget_subject_dependent'])} | {_r(s['retain'])} ({s['retain_ratio']}×) | {w} | "
+            f"{p['shakespeare']} | {p['wordnet']} | {sec} |")
+
+
+def write_md(dev: dict, test: dict, path: str) -> None:
+    head = ["| config | mode | forget hit | subject-dependent forget hit | retain hit (ratio to base) | world knowledge kept | "
+            "ppl ratio Shakespeare | ppl ratio WordNet | fit s / concept |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def table(doc):
+        lines = list(head)
+        for name, res in doc["results"].items():
+            for label, r in res.items():
+                sec = r.get("fit_s_median") if label == "size_1" else r["fit_s_per_concept"]
+                lines.append(_row(name, label, r, sec))
+        return "\n".join(lines)
+    winner = dev_choice(dev["results"])
+    body = (f"# ROCR on the built-in suite ({test['model']}, CPU)\n\nGenerated by `analyses/rocr_batch.py` "
+            f"(protocol in its docstring). Layers {test['layers']}. Dev: {len(dev['concepts'])} concepts; test: "
+            f"{len(test['concepts'])}. Every fit sees fit data only; every scored probe is held out. Rates pooled "
+            f"over probes with Wilson 95 % intervals and n; `size_1` pools the single-concept edits (perplexity: "
+            f"geometric mean of the per-edit ratios, {test['ppl_tokens']} held-out tokens per corpus; before: "
+            f"{test['ppl_before']}); world knowledge: n = facts known at baseline (of {test['n_world']}). "
+            f"`batch_30` erases the 17 test concepts and 13 dev concepts in one edit and scores the 17 test "
+            f"ones; retain probes that mention another concept erased in the same edit are left out.\n\n"
+            f"## Dev (picks the default)\n\n{table(dev)}\n\nDev choice (`dev_choice`: lowest forget hit among "
+            f"configs whose retain interval reaches the best retain and whose worst perplexity ratio is <= 1.02): "
+            f"**{winner}**.\n\n"
+            f"## Test\n\n{table(test)}\n\nOne-off costs (test run): statistics {json.dumps(test['statistics'])}; "
+            f"first fit incl. statistics and fit data {test['first_fit_seconds_incl_statistics_and_fit_data']} s.\n")
     from workbench.paths import atomic_path
     with atomic_path(path) as tmp:
         tmp.write_text(body, encoding="utf-8")
+
+
+def dev_choice(results: dict) -> str:
+    """The dev winner: the lowest pooled forget hit among the configs whose retain is not clearly
+    worse than the best (the upper end of its 95 % interval reaches the best retain rate) and whose
+    worst perplexity ratio is <= 1.02. (First written as "retain >= 0.95x, else the best retain";
+    on dev no config reached 0.95x, and a 0.01 retain difference inside both intervals would have
+    decided it, so the rule was changed on the dev numbers, before any test number existed.)"""
+    rs = {n: r["size_1"] for n, r in results.items() if "size_1" in r}
+    best = max(r["retain"]["hit"] for r in rs.values())
+    ok = [n for n, r in rs.items() if r["retain"]["ci"][1] >= best and r["ppl_ratio_max"]["shakespeare"] <= 1.02]
+    return min(ok or rs, key=lambda n: rs[n]["forget"]["hit"])
 
 
 if __name__ == "__main__":

@@ -150,6 +150,22 @@ def stack_patches(tiny, tmp_path_factory):
     return {"base": base, "e1": e1, "e2": e2, "p1": p1, "p2": p2, "p3": p3, "other": other}
 
 
+def test_parent_as_an_applied_edit_object(tiny, stack_patches):
+    """`parent=` an applied Edit (the in-memory form of a stack) keeps the same keys as the patch path."""
+    applied = stack_patches["e1"].apply(tiny)
+    try:
+        e2 = fit_edit("rocr", tiny, CONCEPTS[2:], parent=applied, **FAST)
+    finally:
+        applied.revert(tiny)
+    for a, b in zip(e2.deltas, stack_patches["e2"].deltas):
+        assert a.name == b.name and torch.allclose(a.new_value(torch.zeros(a.shape)), b.new_value(torch.zeros(b.shape)),
+                                                   atol=1e-6)
+    with pytest.raises(ValueError, match="not applied"):
+        fit_edit("rocr", tiny, CONCEPTS[2:], parent=stack_patches["e1"], **FAST)
+    with pytest.raises(ValueError, match="parent must be"):
+        fit_edit("rocr", tiny, CONCEPTS[2:], parent=42, **FAST)
+
+
 def test_sequential_edit_keeps_the_first_batch_keys_mapped(tiny, stack_patches):
     e1, e2 = stack_patches["e1"], stack_patches["e2"]
     for d1, d2 in zip(e1.deltas, e2.deltas):

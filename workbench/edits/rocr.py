@@ -91,7 +91,7 @@ class ROCRConfig(EditConfig):
     L2: float = 1.0                   # alphaedit ridge
     nullspace_threshold: float = 2e-2  # alphaedit: eigenvalues of C below this span P
     preserve: str = "exact"           # parent keys: "exact" (ΔW K_p = 0) or "penalty" (ORT's term)
-    parent: str | None = None         # patch path (or a Patch / applied Edit object) fitted before, applied now
+    parent: Any = None                # patch path, Patch or applied Edit fitted before, applied now (checked below)
     lambda_reg: float = 1e-2          # rome: C + lambda * mean(diag C) * I
     cov_tokens: int = 16384           # general-text tokens for C
     cov_seq_len: int = 128
