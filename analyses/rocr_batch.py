@@ -62,16 +62,9 @@ def hits(model, probes) -> list[bool]:
     return [bool(is_hit(o, p.answers, p.form)) for o, p in zip(outs, probes)]
 
 
-@torch.no_grad()
 def ppl(model, source: str, n_tokens: int) -> float:
-    from workbench.verify.utility import heldout_chunks, nll_from_logits
-    chunks = heldout_chunks(model, n_tokens, 128, source=source)
-    total = count = 0.0
-    for s in range(0, len(chunks), 8):
-        ids = chunks[s:s + 8].to(model.device)
-        t, c = nll_from_logits(model.forward({"input_ids": ids, "attention_mask": torch.ones_like(ids)}), ids)
-        total, count = total + t, count + c
-    return math.exp(total / count)
+    from workbench.verify.utility import perplexity
+    return perplexity(model, n_tokens=n_tokens, source=source)
 
 
 class Bench:

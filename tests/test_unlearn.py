@@ -104,7 +104,6 @@ def test_baseline_forgets_and_restores(smol, eiffel, method):
     assert edit.params_changed() == sum(p.numel() for p in select_params(smol, "mlp").values())
     with edit.applied(smol):
         after = _token_nll(smol, fit)
-    print(f"{method}: fit per-token NLL {before:.4f} -> {after:.4f}")
     assert after > before + 0.05, f"{method}: fit forget per-token NLL {before:.3f} -> {after:.3f}"
     for name, t in watch.items():
         assert torch.equal(smol.hf.get_parameter(name), t)

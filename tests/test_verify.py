@@ -438,3 +438,13 @@ def test_compact_table_shows_intervals_independent_utility_and_world_knowledge()
     assert any(l.startswith("  forget hit after: 95 % CI (n=40)") and l.endswith(f"[{lo:.2f}, {hi:.2f}]") for l in lines)
     assert any(l.startswith("perplexity (wordnet, independent)") and l.split()[-2:] == ["35.00", "35.50"] for l in lines)
     assert any(l.startswith("world knowledge hit (220)") and l.split()[-1] == "0.950" for l in lines)
+
+
+def test_independent_corpus_is_never_one_the_edit_saw():
+    """A corpus named in the edit's `cov_sources` is refused as "independent" before any scoring."""
+    from types import SimpleNamespace
+    from workbench.verify.battery import _independent
+    edit = SimpleNamespace(hyper={"cov_sources": "shakespeare+kjv+wordnet"})
+    ppl, kl = _independent(None, edit, 256, ("wordnet", "kjv"), 10)
+    assert "skipped" in ppl and "wordnet: in the edit's own statistics" in ppl["skipped"]
+    assert "kjv: in the edit's own statistics" in ppl["skipped"] and kl == ppl

@@ -108,9 +108,10 @@ def _logits(model, ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def perplexity(model, n_tokens: int = 4096, seq_len: int = 128, batch_size: int = 8) -> float:
-    """exp(mean next-token NLL) over the corpus' held-out split (workbench.data.corpus)."""
-    chunks = heldout_chunks(model, n_tokens, seq_len)
+def perplexity(model, n_tokens: int = 4096, seq_len: int = 128, batch_size: int = 8,
+               source: str = "shakespeare") -> float:
+    """exp(mean next-token NLL) over the held-out split of corpus `source` (workbench.data.corpus)."""
+    chunks = heldout_chunks(model, n_tokens, seq_len, source=source)
     total, count = 0.0, 0
     for start in range(0, len(chunks), batch_size):
         ids = chunks[start:start + batch_size]
