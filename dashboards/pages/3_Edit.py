@@ -19,7 +19,7 @@ st.caption(f"concept {concept.name!r} → redirect to {concept.redirect_to!r}; "
            + ("using this session's LocalizationReport" if report else "no LocalizationReport yet (methods that "
               "need one locate what they need themselves)"))
 
-names = methods()
+names = methods(model)                    # only the methods for this kind of model (no uce/rece)
 method = st.selectbox("Method", names, index=names.index("rocr") if "rocr" in names else 0, key="method")
 fields = []
 with ui.inline_errors(f"method {method}"):
