@@ -236,16 +236,16 @@ def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
     passed on (the method re-locates on the fit data); one located on the fit view is.
     """
     method = get_method(name)
-    if method.kind != model_kind(model):
-        raise HyperParameterError(f"edit method {name!r} applies to {method.kind} models; {model.model_id} is "
-                                  f"a {'language model' if model_kind(model) == 'lm' else 'diffusion pipeline'} "
-                                  f"(methods for it: {', '.join(methods(model_kind(model)))})")
     if isinstance(concept, (list, tuple)):
         if not method.batch:
             raise ValueError(f"edit method {name!r} fits one concept at a time; got {len(concept)}")
         if not concept:
             raise ValueError("no concepts given")
-    config = method.config_cls.from_dict(hyper)
+    config = method.config_cls.from_dict(hyper)           # bad hyper-parameters fail first, before the model is read
+    if method.kind != model_kind(model):
+        raise HyperParameterError(f"edit method {name!r} applies to {method.kind} models; {model.model_id} is "
+                                  f"a {'language model' if model_kind(model) == 'lm' else 'diffusion pipeline'} "
+                                  f"(methods for it: {', '.join(methods(model_kind(model)))})")
     with Timer() as t:
         view, fit_prov = _fit_views(model, concept)
         report_note = None
