@@ -1,7 +1,7 @@
 """Dashboard latency: what per-session edit scoping costs, and how long each page takes to render.
 
 The dashboard never leaves the shared model edited: each request that needs a session's edit
-applies it, computes, and reverts (`dashboard_support.edited`). This measures, side by side on the
+applies it, computes, and reverts (`workbench.app.core.edited`). This measures, side by side on the
 embedded model, the scoped apply + revert of a ROCR edit against the work it wraps (one forward
 pass of a probe prompt, one 16-token generation), as ratios, and the warm render time of every
 page under streamlit's AppTest (the model already loaded).
@@ -33,16 +33,16 @@ def main(argv=None) -> int:
     p.add_argument("--concept", default="Japan")
     args = p.parse_args(argv)
 
-    from workbench import dashboard_support as ds
-    from workbench import dashboard_ui
+    from workbench.app import core, ui
+    from workbench.app import edits as app_edits
     from workbench.concepts import get_concept, load_builtin
-    model = dashboard_ui._load("smollm2-135m")             # the same cached object the pages use
+    model = ui._load("smollm2-135m")             # the same cached object the pages use
     concept = get_concept(load_builtin(), args.concept)
-    edit = ds.fit(model, "rocr", concept)
+    edit = app_edits.fit(model, "rocr", concept)
     prompt = concept.forget[0].prompt
 
     def scoped():
-        with ds.edited(model, edit):
+        with core.edited(model, edit):
             pass
 
     def forward():

@@ -69,7 +69,7 @@ def evaluate(model, world, names: list[str], loss: str = "npo", steps: int = 30,
             held_before = summarize(score_probes(model, held, max_new_tokens=max_new_tokens)) if held else None
             world_acc = None
             if world_retain:                  # every other entity's trained facts: the world knowledge kept
-                from workbench.cli_moe import completion_accuracy
+                from workbench.models.synthetic import completion_accuracy
                 with edit.applied(model):
                     acc = completion_accuracy(model, world)
                 others = [e for e in world.entities if e.name != full_c.name]
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", required=True)
     ap.add_argument("--html", default=None)
     args = ap.parse_args(argv)
-    from workbench.cli_moe import completion_accuracy, known_entities
+    from workbench.models.synthetic import completion_accuracy, known_entities
     from workbench.data.world import World
     from workbench.models import load_model
     from workbench.paths import write_json

@@ -1,7 +1,7 @@
 """Concept Workbench dashboard: explore, locate, edit, verify and export (start: `workbench dashboard`)."""
 import streamlit as st
 
-from workbench import dashboard_ui as ui
+from workbench.app import ui
 
 st.set_page_config(page_title="Concept Workbench", page_icon="🔬", layout="wide")
 st.title("Concept Workbench")

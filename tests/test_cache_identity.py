@@ -53,5 +53,5 @@ def test_saes_are_offered_only_for_the_model_they_were_trained_on(home):
     save_sae(sae, home / "sae" / "old", "dense/y", site, a.model_id)              # written before content ids
     assert saes_for(a) == [home / "sae" / "mine", home / "sae" / "old"]
     assert saes_for(b) == [home / "sae" / "old"]                                  # same name, other weights
-    from workbench.dashboard_support import available_saes
+    from workbench.app.evidence import available_saes
     assert available_saes(b) == saes_for(b)

@@ -47,8 +47,8 @@ class _Clock:
 
 
 def _shared_model():
-    from workbench import dashboard_ui
-    return dashboard_ui._load("smollm2-135m")
+    from workbench.app import ui
+    return ui._load("smollm2-135m")
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -146,7 +146,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     tables = [d.value for d in at.dataframe]
     assert any("probe accuracy" in t.columns and len(t) == model.n_layers for t in tables)
     assert any("top tokens" in t.columns for t in tables)
-    assert any("not built yet" in i.value or "not available" in i.value or "no " in i.value for i in at.info)
+    assert any("not available" in i.value or "no " in i.value for i in at.info)
 
     # edit: ROCR with its defaults (layer from depth: the covariance the edit tests also use)
     at.switch_page("pages/3_Edit.py").run()
@@ -201,7 +201,7 @@ def test_locate_edit_verify_patch_flow_is_scoped_to_its_session(tmp_path):
     at.switch_page("pages/5_Patches.py").run()
     _ok(at)
     assert at.get("download_button")
-    from workbench.dashboard_verify import patch_bytes
+    from workbench.app.verify import patch_bytes
     path = tmp_path / "japan.zip"
     path.write_bytes(patch_bytes(edit, model, result))
     at.text_input(key="patch_path").set_value(str(path))
@@ -234,7 +234,7 @@ def test_corrupt_patch_upload_is_refused(tmp_path):
     next(b for b in at.button if b.label == "Read patch").click().run()
     _ok(at)
     assert _errors(at) and "patch" in _errors(at)[0]
-    from workbench.dashboard_verify import read_patch_upload
+    from workbench.app.verify import read_patch_upload
     from workbench.patches import PatchError
     with pytest.raises(PatchError, match="not a .zip patch"):
         read_patch_upload(b"not a zip", "x.zip")
@@ -242,56 +242,61 @@ def test_corrupt_patch_upload_is_refused(tmp_path):
 
 # ------------------------------------------------------------------ support functions, no browser
 def test_optional_views_render_from_evidence_and_say_why_when_missing(smol):
-    from workbench import dashboard_support as ds
+    import importlib.util
+
+    from workbench.app import evidence
     from workbench.locate import Evidence, LocalizationReport
-    status = ds.optional_evidence_status(smol)
-    assert status["routing"] and ("dense" in status["routing"] or "not built yet" in status["routing"])
-    for key, why in status.items():
-        module = ds.OPTIONAL_EVIDENCE[key][0]
-        import importlib.util
-        assert (why is not None and "not built yet" in why) == (importlib.util.find_spec(module) is None)
+    status = evidence.optional_evidence_status(smol)
+    assert status["routing"] and "dense" in status["routing"]            # smol has no experts
+    for key, why in status.items():                 # only a missing optional dependency makes a kind unavailable
+        dependency = evidence.OPTIONAL_EVIDENCE[key][0]
+        missing = dependency is not None and importlib.util.find_spec(dependency) is None
+        assert (why is not None and "not installed" in why) == missing
+    assert status["weights"] is None and evidence.OPTIONAL_EVIDENCE["sae"][0] == "sae_lens"
     rep = LocalizationReport("m", "c")
     rep.add_evidence([Evidence(f"blocks.{L}.mlp.experts.{E}", "expert_routing", L + E / 10, L, None,
                                {"expert": E, "affinity_forget": 0.5 + E / 10, "affinity_retain": 0.1})
                       for L in (1, 3) for E in range(3)])
-    fig = ds.evidence_heatmap(rep, "expert_routing", "t", value="affinity_forget")
+    fig = evidence.evidence_heatmap(rep, "expert_routing", "t", value="affinity_forget")
     assert fig.data[0].z[1][2] == pytest.approx(0.7) and list(fig.data[0].y) == [1, 3]
-    assert ds.evidence_heatmap(rep, "weight_attribution", "t") is None
+    assert evidence.evidence_heatmap(rep, "weight_attribution", "t") is None
     rep.add_evidence([Evidence("sae#7", "sae_feature", 0.9, 3, 0.2,
                                {"top_tokens": ["Tokyo"], "snippets": [{"tokens": ["<b>", " Tokyo"], "acts": [0.0, 2.0]}]})])
-    (feat,) = ds.sae_snippets(rep)
+    (feat,) = evidence.sae_snippets(rep)
     assert feat["feature"] == "sae#7" and "&lt;b&gt;" in feat["snippets"][0] and "rgba(255,120,0,1.00)" in feat["snippets"][0]
     result = {"forget": {"hit_before": 1, "hit_after": 0, "prob_before": .5, "prob_after": .1},
               "retain": {"hit_before": 1, "hit_after": 1, "prob_before": .5, "prob_after": .5},
               "perplexity": {"before": None, "after": None}, "by_form": {},
               "routing_drift": {"forget": {"per_layer": {"1": {"changed_share": 0.25}, "3": {"changed_share": 0.5}}},
                                 "retain": {"per_layer": {"1": {"changed_share": 0.0}, "3": {"changed_share": 0.1}}}}}
-    from workbench.dashboard_verify import verify_figures
+    from workbench.app.verify import verify_figures
     figs = verify_figures(result)
     assert list(figs["routing_drift"].data[0].y) == [0.25, 0.5] and "perplexity" not in figs
 
 
 def test_hyper_parameter_form_and_concept_form_validation():
-    from workbench import dashboard_support as ds
+    from workbench.app import concepts as app_concepts
+    from workbench.app import core
+    from workbench.app import edits as app_edits
     from workbench.concepts import ConceptFileError
-    fields = {f["name"]: f for f in ds.method_fields("rocr")}
+    fields = {f["name"]: f for f in app_edits.method_fields("rocr")}
     assert fields["depth"]["default"] == 0.15 and fields["layer"]["type"] == "int"
-    assert ds.coerce_hyper("rocr", {"depth": "0.15", "layer": "None", "n_layers": "2"}) == {"n_layers": 2}
+    assert app_edits.coerce_hyper("rocr", {"depth": "0.15", "layer": "None", "n_layers": "2"}) == {"n_layers": 2}
     with pytest.raises(ValueError, match="rocr.layer: 'x' is not an integer"):
-        ds.coerce_hyper("rocr", {"layer": "x"})
-    c = ds.concept_from_form("Q", "Q", "", [{"prompt": "Q is in", "answers": "A | B", "form": None}, {"prompt": ""},
+        app_edits.coerce_hyper("rocr", {"layer": "x"})
+    c = app_concepts.concept_from_form("Q", "Q", "", [{"prompt": "Q is in", "answers": "A | B", "form": None}, {"prompt": ""},
                               {"prompt": float("nan"), "answers": float("nan")}],
                              [{"prompt": "R is in", "answers": "C"}])
     assert c.forget[0].answers == ["A", "B"] and c.forget[0].form == "completion" and len(c.forget) == 1
     with pytest.raises(ConceptFileError, match="forget"):
-        ds.concept_from_form("Q", "Q", "", [], [{"prompt": "R", "answers": "C"}])
+        app_concepts.concept_from_form("Q", "Q", "", [], [{"prompt": "R", "answers": "C"}])
     with pytest.raises(ValueError, match="over the limit"):
-        ds.check_prompt("x" * (ds.MAX_PROMPT_CHARS + 1))
+        core.check_prompt("x" * (core.MAX_PROMPT_CHARS + 1))
 
 
 def test_cli_dashboard_is_headless_on_loopback_and_rejects_bad_ports(capsys):
     from workbench.cli import build_parser, main
-    from workbench.cli_dashboard import app_path, streamlit_command
+    from workbench.cli.dashboard import app_path, streamlit_command
     args = build_parser().parse_args(["dashboard"])
     assert (args.host, args.port) == ("127.0.0.1", 8501)
     cmd = streamlit_command(args.host, args.port)
@@ -355,8 +360,8 @@ def test_moe_model_routing_views_and_drift(tmp_path):
 def test_patch_upload_round_trip_and_scoped_apply_on_a_tiny_model():
     """Download bytes -> upload -> checksum, fingerprints, scoped apply, bit-exact base afterwards."""
     from tests.tiny_models import tiny
-    from workbench.dashboard_support import edited
-    from workbench.dashboard_verify import base_intact, check_patch, patch_bytes, read_patch_upload
+    from workbench.app.core import edited
+    from workbench.app.verify import base_intact, check_patch, patch_bytes, read_patch_upload
     from workbench.edits import Edit, TensorDelta
     from workbench.patches import PatchError
     m = tiny("llama")

@@ -51,7 +51,7 @@ def _wait_healthy(url: str, proc, timeout: float = 120) -> None:
 
 @pytest.fixture
 def server(tmp_path):
-    from workbench.cli_dashboard import streamlit_command
+    from workbench.cli.dashboard import streamlit_command
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "w")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -18,13 +18,13 @@ def _json_blocks(page: str) -> list[str]:
 
 
 def test_cli_reference_is_up_to_date():
-    from workbench.docs_cli import render
+    from workbench.cli.docs import render
     assert (DOCS / "cli.md").read_text(encoding="utf-8") == render(), \
-        "docs/cli.md is out of date with the CLI parsers: run `python -m workbench.docs_cli`"
+        "docs/cli.md is out of date with the CLI parsers: run `python -m workbench.cli.docs`"
 
 
 def test_cli_reference_check_flags_a_stale_file(tmp_path):
-    from workbench.docs_cli import main
+    from workbench.cli.docs import main
     stale = tmp_path / "cli.md"
     stale.write_text("old\n", encoding="utf-8")
     assert main(["--check", "--out", str(stale)]) == 1

@@ -30,6 +30,19 @@ def test_registry_and_config_round_trip():
         get_method("nope")
 
 
+def test_methods_declare_the_model_kind_they_apply_to():
+    """The dashboard's Edit page lists `methods(model)`: no uce/rece for a language model, and fit_edit
+    refuses a diffusion method on one before any work."""
+    from tests.test_moe import _hooked
+    lm, diffusion = set(methods("lm")), set(methods("diffusion"))
+    assert {"uce", "rece"} <= diffusion and not ({"uce", "rece"} & lm) and {"rocr", "ga", "wagle"} <= lm
+    assert lm | diffusion == set(methods()) and not lm & diffusion
+    tiny = _hooked("llama")
+    assert set(methods(tiny)) == lm
+    with pytest.raises(ValueError, match="applies to diffusion models"):
+        fit_edit("uce", tiny, get_concept(load_builtin(), "Japan"))
+
+
 def test_rocr_is_rank_one_and_maps_key_to_value(smol, eiffel):
     # the earlier form (ROME update, per-layer residual target, plain contexts, one layer); the
     # published default (alphaedit, 3 layers) is tested in tests/test_rocr.py

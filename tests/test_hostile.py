@@ -176,7 +176,7 @@ def test_manifest_names_must_match_strict_patterns(patch_dir, where):
 
 
 def test_dashboard_never_builds_a_path_from_a_patch(tmp_path, monkeypatch):
-    from workbench.dashboard_verify import download_name, patch_bytes, read_patch_upload
+    from workbench.app.verify import download_name, patch_bytes, read_patch_upload
     private = tmp_path / "tmp"
     private.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(private))
@@ -220,7 +220,7 @@ def test_zip_member_bounded_by_declared_shapes(tmp_path, clean_patch, capsys):
     assert "inflates to" in one_line(e) and peak < 8 << 20, peak
     rc, out, err = cli(["patch", "inspect", path], capsys)
     assert_cli_refused(rc, err, "inflates")
-    from workbench.dashboard_verify import read_patch_upload
+    from workbench.app.verify import read_patch_upload
     with pytest.raises(PatchError) as e:
         read_patch_upload(path.read_bytes(), "bomb.zip")
     assert "bomb.zip" in one_line(e)
@@ -241,8 +241,8 @@ def test_zip_ceiling_and_compression_ratio(tmp_path, clean_patch, patch_dir, mon
 
 
 def test_dashboard_upload_limit_is_set():
-    from workbench.cli_dashboard import streamlit_command
-    from workbench.dashboard_verify import UPLOAD_MAX_MB
+    from workbench.cli.dashboard import streamlit_command
+    from workbench.app.verify import UPLOAD_MAX_MB
     cmd = streamlit_command()
     assert cmd[cmd.index("--server.maxUploadSize") + 1] == str(UPLOAD_MAX_MB) and UPLOAD_MAX_MB <= 64
 
@@ -401,17 +401,18 @@ def test_prompt_length_checked_against_the_model_context(monkeypatch):
 
 
 def test_dashboard_limits_apply_to_uploaded_concept_files():
-    from workbench import dashboard_support as ds
+    from workbench.app import concepts as app_concepts
+    from workbench.app import core
     from workbench.concepts import ConceptFileError
     from workbench.concepts.limits import PromptTooLongError
     with pytest.raises(ConceptFileError) as e:
-        ds.parse_concept_text(concept_line("z" * (ds.MAX_PROMPT_CHARS + 1)).encode(), "upload.jsonl")
+        app_concepts.parse_concept_text(concept_line("z" * (core.MAX_PROMPT_CHARS + 1)).encode(), "upload.jsonl")
     assert "upload.jsonl" in one_line(e) and "dashboard" in str(e.value)
     with pytest.raises(PromptTooLongError) as e:
-        ds.parse_concept_text(concept_line("z" * 300), "upload.jsonl", model=hooked(ctx=64))
+        app_concepts.parse_concept_text(concept_line("z" * 300), "upload.jsonl", model=hooked(ctx=64))
     one_line(e)
     with pytest.raises(PromptTooLongError):
-        ds.concept_from_form("c", "s", "", [{"prompt": "z" * 300, "answers": "a"}],
+        app_concepts.concept_from_form("c", "s", "", [{"prompt": "z" * 300, "answers": "a"}],
                              [{"prompt": "r", "answers": "b"}], model=hooked(ctx=64))
 
 
@@ -522,14 +523,15 @@ def test_concept_lone_surrogate_is_one_line():
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     """Only WorkbenchErrors (and missing files) are one-liners; a programming error is re-raised."""
-    import workbench.cli as cli_mod
+    import workbench.cli.models as info_mod
+    from workbench.cli import main
     from workbench.errors import is_user_error
-    monkeypatch.setattr(cli_mod, "cmd_info", lambda args: int("not a number"))
+    monkeypatch.setattr(info_mod, "cmd_info", lambda args: int("not a number"))
     with pytest.raises(ValueError, match="invalid literal"):
-        cli_mod.main(["info", "x"])
-    monkeypatch.setattr(cli_mod, "cmd_info", lambda args: {}["k"])
+        main(["info", "x"])
+    monkeypatch.setattr(info_mod, "cmd_info", lambda args: {}["k"])
     with pytest.raises(KeyError):
-        cli_mod.main(["info", "x"])
+        main(["info", "x"])
     try:
         {}["k"]
     except KeyError as exc:
@@ -695,7 +697,7 @@ def test_symlinks_inside_patch_folders_refused(tmp_path, patch_dir, member):
 
 
 def test_streamlit_host_header_restricted():
-    from workbench.cli_dashboard import allowed_hosts, streamlit_command
+    from workbench.cli.dashboard import allowed_hosts, streamlit_command
     cmd = streamlit_command("127.0.0.1", 8501)
     hosts = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
     assert hosts == allowed_hosts("127.0.0.1") == ["localhost", "127.0.0.1", "::1"]
@@ -712,7 +714,7 @@ def test_streamlit_refuses_a_rebound_host_header_live():
 
     import httpx
     websockets = pytest.importorskip("websockets")
-    from workbench.cli_dashboard import streamlit_command
+    from workbench.cli.dashboard import streamlit_command
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -891,7 +893,7 @@ def test_property_concepts_round_trip(name, subject, prompt, answers, form):
 @given(key=st.text(max_size=12).filter(lambda k: "=" not in k), value=st.text(max_size=40) | json_values.map(json.dumps))
 def test_property_set_parser(key, value):
     """`--set key=value`: a dict of finite JSON values (or strings), or one HyperParameterError line."""
-    from workbench.cli_more import _hyper
+    from workbench.cli.common import parse_set as _hyper
     from workbench.errors import HyperParameterError
     from workbench.patches.format import first_non_finite
     try:

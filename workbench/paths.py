@@ -57,17 +57,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_NAMES = tuple(_DTYPES)          # what `--dtype` accepts (workbench.cli.common.add_model_args)
+
+
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if dtype not in table:
+    if dtype not in _DTYPES:
         from workbench.errors import DeviceError
-        raise DeviceError(f"dtype={dtype!r} is not one of {sorted(table)}")
-    return table[dtype]
+        raise DeviceError(f"dtype={dtype!r} is not one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
 
 
 _TMP_TAG = ".wbtmp-"

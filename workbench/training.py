@@ -1,6 +1,13 @@
 """Training primitives shared by the fine-tuning methods, weight attribution and the relearning
 attack: teacher-forcing batches of probes, per-sequence answer NLL, parameter selection, snapshot /
-restore, and the in-place Adam loop.
+restore, the in-place Adam loop, and `train_edit`: THE fine-tuning loop of every method.
+
+`train_edit(model, params, objective, ...)` snapshots the parameters, trains them on
+`objective(step) -> loss` (plus optional `ExtraLoss` terms such as uoe's router anchor, and
+optional gradient masks that keep every masked-out entry bit-identical), reads the change off
+(`deltas(params, originals)`), and restores the weights bit-exactly, also on errors. Each method
+(ga / graddiff / npo / simnpo, wagle, rmu, uoe, ablate's needles, the relearning attack) is a
+parameter selection + an objective + a delta format on top of it.
 
 Batches (`probe_batch`) are tokenised exactly as `workbench.scoring` scores `prob`: the rendered
 prompt with special tokens, then the answer separately without, so a loss is the NLL of the very
@@ -11,7 +18,9 @@ dropout), restoring requires_grad flags and the train/eval mode but not the weig
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +28,8 @@ from tqdm.auto import tqdm
 
 from workbench.scoring import answer_continuation, render_prompt
 
-__all__ = ["cycle", "probe_batch", "restore", "rows", "select_params", "sequence_nll", "snapshot", "train_in_place"]
+__all__ = ["ExtraLoss", "TrainResult", "cycle", "masked_gradients", "probe_batch", "restore", "rows", "select_params",
+           "sequence_nll", "snapshot", "train_edit", "train_in_place"]
 
 
 # ------------------------------------------------------------------------------------ data
@@ -154,3 +164,87 @@ def cycle(n: int, size: int, step: int) -> list[int]:
         return list(range(n))
     start = (step * size) % n
     return [(start + j) % n for j in range(size)]
+
+
+# ------------------------------------------------------------------------------------ the loop
+@contextmanager
+def masked_gradients(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor]):
+    """While active, every gradient reaching params[name] is zeroed outside masks[name] (bool or 0/1;
+    hooks on the leaf tensors: the mask applies before accumulation, clipping and the optimizer step).
+    With Adam and weight decay 0 the masked-out entries then do not move at all."""
+    handles = []
+    try:
+        for name, p in params.items():
+            off = ~masks[name].to(p.device, torch.bool)          # bool: 1 byte per weight, not a float copy
+            handles.append(p.register_hook(lambda g, off=off: g.masked_fill(off, 0.0)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass
+class ExtraLoss:
+    """A term added to the objective: weight * value(captured, step).
+
+    capture(step) is a context manager active while the objective runs (e.g. a hook that records
+    router logits); what it yields is handed to value(). Its per-step values are kept in
+    TrainResult.parts[name]."""
+    name: str
+    weight: float
+    capture: Callable[[int], ContextManager]
+    value: Callable[[Any, int], torch.Tensor]
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]                              # total loss per step
+    parts: dict[str, list[float]] = field(default_factory=dict)   # "objective" + each extra loss, per step
+    deltas: Any = None                               # what deltas(params, originals) returned
+    after: Any = None                                # what after() returned (on the trained weights)
+
+
+def train_edit(model, params: dict[str, torch.nn.Parameter], objective: Callable[[int], torch.Tensor], *,
+               steps: int, lr: float, max_grad_norm: float = 0.0, masks: dict[str, torch.Tensor] | None = None,
+               extra_losses: Sequence[ExtraLoss] = (), start: Callable[[dict], None] | None = None,
+               deltas: Callable[[dict, dict], Any] | None = None, after: Callable[[], Any] | None = None,
+               desc: str = "train", progress: bool = True) -> TrainResult:
+    """The one fine-tuning loop: train `params` in place on objective(step) (+ extra losses), read
+    the change off, restore the weights bit-exactly (also on errors).
+
+    masks: {name: bool tensor}; only parameters with a non-empty mask are trained, and their
+    gradients are zeroed outside the mask (`masked_gradients`). start(params): runs after the
+    snapshot, before the first step (e.g. set starting values). deltas(params, originals): reads the
+    change off the trained weights; after(): any measurement on the trained model. Both run before
+    the weights are restored. Adam, weight decay 0, eval mode (`train_in_place`); progress via tqdm.
+    """
+    if masks is not None:
+        params = {n: p for n, p in params.items() if n in masks and bool(masks[n].any())}
+        if not params:
+            raise ValueError("the mask selects no weight of the chosen parameters")
+    parts: dict[str, list[float]] = {"objective": [], **{e.name: [] for e in extra_losses}}
+
+    def loss_fn(step: int) -> torch.Tensor:
+        with ExitStack() as stack:
+            captured = [stack.enter_context(e.capture(step)) for e in extra_losses]
+            loss = objective(step)
+        if extra_losses:
+            parts["objective"].append(loss.item())
+        for e, c in zip(extra_losses, captured):
+            value = e.value(c, step)
+            parts[e.name].append(value.item())
+            loss = loss + e.weight * value
+        return loss
+
+    originals = snapshot(params)
+    try:
+        if start is not None:
+            start(params)
+        with masked_gradients(params, masks) if masks is not None else nullcontext():
+            losses = train_in_place(model, params, loss_fn, steps, lr, max_grad_norm, desc=desc, progress=progress)
+        result = TrainResult(losses, parts if extra_losses else {"objective": list(losses)})
+        result.after = after() if after is not None else None
+        result.deltas = deltas(params, originals) if deltas is not None else None
+    finally:
+        restore(params, originals)
+    return result

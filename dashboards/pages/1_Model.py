@@ -2,14 +2,14 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import dashboard_support as ds
-from workbench import dashboard_ui as ui
+from workbench.app import core
+from workbench.app import ui
 
 st.set_page_config(page_title="Model · Concept Workbench", layout="wide")
 st.header("Model")
 ui.sidebar()
 
-choices = ds.model_choices()
+choices = core.model_choices()
 current = st.session_state.get("model_name", ui.default_model())
 c1, c2 = st.columns([2, 3])
 pick = c1.selectbox("Embedded or built model", choices, index=choices.index(current) if current in choices else 0)
@@ -22,7 +22,7 @@ if st.button("Load model"):
 
 model = ui.model()
 if model is not None:
-    summary = ds.model_summary(model)
+    summary = core.model_summary(model)
     st.subheader(repr(model))
     t1, t2, t3 = st.tabs(["Structure", "Parameters", "Sites"])
     t1.dataframe(pd.DataFrame(summary["info"].items(), columns=["field", "value"]).astype(str), hide_index=True)
@@ -40,10 +40,10 @@ if model is not None:
     use_edit = a3.checkbox("with this session's edit", value=False, disabled=st.session_state.get("edit") is None)
     edit = st.session_state.get("edit") if use_edit else None
     with ui.inline_errors("prompt"):
-        rows = ds.next_token_table(model, prompt, k=int(k) * 2, edit=edit)
+        rows = core.next_token_table(model, prompt, k=int(k) * 2, edit=edit)
         st.markdown("**Next token**")
         st.dataframe(pd.DataFrame(rows), hide_index=True)
-        lens = ds.lens(model, prompt, k=int(k), answer=answer, edit=edit)
+        lens = core.lens(model, prompt, k=int(k), answer=answer, edit=edit)
         if answer:
             first = lens.first_layer_top1()
             st.caption(f"answer {answer!r} is top-1 from layer {first} on" if first is not None

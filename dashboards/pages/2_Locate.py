@@ -4,8 +4,9 @@ import json
 import pandas as pd
 import streamlit as st
 
-from workbench import dashboard_support as ds
-from workbench import dashboard_ui as ui
+from workbench.app import concepts as app_concepts
+from workbench.app import evidence
+from workbench.app import ui
 
 st.set_page_config(page_title="Locate · Concept Workbench", layout="wide")
 st.header("Locate a concept")
@@ -33,7 +34,7 @@ if source == "built-in":
         ui.refresh_sidebar()
 elif source == "form editor":
     seed = st.session_state.get("concept") or builtin["Japan"]
-    forget_rows, retain_rows = ds.concept_rows(seed)
+    forget_rows, retain_rows = app_concepts.concept_rows(seed)
     with st.form("concept_form"):
         f1, f2, f3 = st.columns(3)
         name = f1.text_input("name", value=seed.name, key="form_name")
@@ -44,8 +45,8 @@ elif source == "form editor":
         retain = st.data_editor(pd.DataFrame(retain_rows), num_rows="dynamic", key="form_retain", width="stretch")
         if st.form_submit_button("Use this concept"):
             with ui.inline_errors("concept"):
-                concept = ds.concept_from_form(name, subject, redirect, forget.to_dict("records"),
-                                               retain.to_dict("records"), model=model)
+                concept = app_concepts.concept_from_form(name, subject, redirect, forget.to_dict("records"),
+                                                         retain.to_dict("records"), model=model)
                 st.session_state.update(concept=concept, concept_from="form")
                 for key in ("report", "edit", "verify_result"):
                     st.session_state.pop(key, None)
@@ -59,7 +60,7 @@ else:
         with ui.inline_errors("concept file"):
             data = upload.getvalue() if upload is not None else text
             label = upload.name if upload is not None else "pasted concept file"
-            st.session_state["file_concepts"] = {c.name: c for c in ds.parse_concept_text(data, label, model=model)}
+            st.session_state["file_concepts"] = {c.name: c for c in app_concepts.parse_concept_text(data, label, model=model)}
     pool = st.session_state.get("file_concepts")
     if pool:
         name = st.selectbox("Concept from the file", list(pool), key="file_concept")
@@ -78,9 +79,9 @@ with st.expander(f"Concept {concept.name!r}: subject {concept.subject!r}, redire
 
 # ------------------------------------------------------------------ run
 st.subheader("Run location")
-offered = ds.locate_kinds(model)
+offered = evidence.locate_kinds(model)
 cols = st.columns(len(offered))
-defaults = ds.default_locate_kinds(model)
+defaults = evidence.default_locate_kinds(model)
 chosen = [k for col, (k, label) in zip(cols, offered.items()) if col.checkbox(label, value=k in defaults,
                                                                                 key=f"kind_{k}")]
 o1, o2, o3 = st.columns(3)
@@ -88,7 +89,7 @@ trace_probes = o1.number_input("causal-trace probes", 1, 5, 1, key="trace_probes
 validate_top = o2.number_input("concept vectors validated causally", 1, 32, 6, key="validate_top")
 sae_folder = None
 if "sae" in chosen:
-    saes = [str(p) for p in ds.available_saes(model)]
+    saes = [str(p) for p in evidence.available_saes(model)]
     sae_folder = o3.selectbox("SAE", saes, key="sae_pick") if saes else None
     typed = o3.text_input("…or an SAE folder", key="sae_path")
     sae_folder = typed.strip() or sae_folder
@@ -97,7 +98,7 @@ if st.button("Run location", type="primary"):
     def step(i, n, kind):
         bar.progress(i / n, text=f"{offered.get(kind, kind)} ({i + 1}/{n})" if kind else "done")
     with ui.inline_errors("locate"):
-        st.session_state["report"] = ds.run_locate(model, concept, chosen, trace_probes=int(trace_probes),
+        st.session_state["report"] = evidence.run_locate(model, concept, chosen, trace_probes=int(trace_probes),
                                                    validate_top=int(validate_top), on_step=step, sae=sae_folder)
         for key in ("edit", "verify_result"):
             st.session_state.pop(key, None)
@@ -108,7 +109,7 @@ if report is None:
     st.stop()
 
 # ------------------------------------------------------------------ evidence
-status = ds.optional_evidence_status(model)
+status = evidence.optional_evidence_status(model)
 tabs = st.tabs(["Report", "Concept vectors", "Residual directions", "Causal trace", "SAE features", "MoE routing",
                 "Weight attribution"])
 with tabs[0]:
@@ -122,19 +123,19 @@ with tabs[0]:
     st.download_button("Download report (JSON)", json.dumps(report.to_dict(), indent=1),
                        file_name=f"{concept.name}.localization.json", mime="application/json")
 with tabs[1]:
-    rows = ds.concept_vector_rows(report)
+    rows = evidence.concept_vector_rows(report)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
     else:
         st.info("no concept-vector evidence in this report (tick 'concept vectors' and run location)")
 with tabs[2]:
-    if ds.direction_rows(report):
-        st.plotly_chart(ds.direction_figure(report), width="stretch")
-        st.dataframe(pd.DataFrame(ds.direction_rows(report)), hide_index=True)
+    if evidence.direction_rows(report):
+        st.plotly_chart(evidence.direction_figure(report), width="stretch")
+        st.dataframe(pd.DataFrame(evidence.direction_rows(report)), hide_index=True)
     else:
         st.info("no residual-direction evidence in this report (tick 'residual directions' and run location)")
 with tabs[3]:
-    figs = ds.trace_figures(report)
+    figs = evidence.trace_figures(report)
     for fig in figs:
         st.plotly_chart(fig, width="stretch")
     if not figs:
@@ -142,25 +143,25 @@ with tabs[3]:
 for tab, key, title in ((tabs[4], "sae", "SAE features"), (tabs[5], "routing", "Expert routing: layer × expert"),
                         (tabs[6], "weights", "Weight attribution: layer × module")):
     with tab:
-        kind = ds.OPTIONAL_EVIDENCE[key][1]
-        rows = ds.evidence_rows(report, kind)
+        kind = evidence.OPTIONAL_EVIDENCE[key][1]
+        rows = evidence.evidence_rows(report, kind)
         if status[key] is not None:
             ui.unavailable(status[key])
         elif not rows:
-            ui.unavailable(f"no {kind} evidence in this report (tick '{ds.OPTIONAL_LABELS[key]}' and run location)")
+            ui.unavailable(f"no {kind} evidence in this report (tick '{evidence.OPTIONAL_LABELS[key]}' and run location)")
         else:
-            fig = ds.evidence_heatmap(report, kind, title)
+            fig = evidence.evidence_heatmap(report, kind, title)
             if fig is not None:
                 st.plotly_chart(fig, width="stretch", key=f"heat_{key}")
             if key == "routing":                          # concept (forget) vs control (retain) routing
                 h1, h2 = st.columns(2)
                 for col, (value, label) in zip((h1, h2), (("affinity_forget", "concept (forget probes)"),
                                                            ("affinity_retain", "control (retain probes)"))):
-                    fig = ds.evidence_heatmap(report, kind, f"Router affinity: {label}", value=value)
+                    fig = evidence.evidence_heatmap(report, kind, f"Router affinity: {label}", value=value)
                     if fig is not None:
                         col.plotly_chart(fig, width="stretch", key=f"heat_{value}")
             if key == "sae":
-                for feat in ds.sae_snippets(report):
+                for feat in evidence.sae_snippets(report):
                     st.markdown(f"**{feat['feature']}** score {feat['score']:.3f}, causal effect "
                                 f"{feat['causal effect']}; promotes `{feat['promotes'][:6]}`, "
                                 f"suppresses `{feat['suppresses'][:6]}`")

@@ -2,8 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import dashboard_support as ds
-from workbench import dashboard_ui as ui
+from workbench.app import core
+from workbench.app import edits as app_edits
+from workbench.app import ui
 from workbench.edits import methods
 
 st.set_page_config(page_title="Edit · Concept Workbench", layout="wide")
@@ -18,11 +19,11 @@ st.caption(f"concept {concept.name!r} → redirect to {concept.redirect_to!r}; "
            + ("using this session's LocalizationReport" if report else "no LocalizationReport yet (methods that "
               "need one locate what they need themselves)"))
 
-names = methods()
+names = methods(model)                    # only the methods for this kind of model (no uce/rece)
 method = st.selectbox("Method", names, index=names.index("rocr") if "rocr" in names else 0, key="method")
 fields = []
 with ui.inline_errors(f"method {method}"):
-    fields = ds.method_fields(method)
+    fields = app_edits.method_fields(method)
 with st.form(f"hyper_{method}"):
     st.markdown("**Hyper-parameters** (defaults shown)")
     cols = st.columns(3)
@@ -38,9 +39,9 @@ with st.form(f"hyper_{method}"):
     go = st.form_submit_button("Fit edit", type="primary")
 if go:
     with ui.inline_errors(f"{method}"):
-        hyper = ds.coerce_hyper(method, values)
+        hyper = app_edits.coerce_hyper(method, values)
         with st.status(f"Fitting {method} on {concept.name!r}…", expanded=False) as box:
-            edit = ds.fit(model, method, concept, report, hyper)
+            edit = app_edits.fit(model, method, concept, report, hyper)
             box.update(label=f"{method}: fitted in {edit.edit_seconds:.1f} s", state="complete")
         st.session_state.update(edit=edit, edit_origin="fitted here")
         st.session_state.pop("verify_result", None)
@@ -50,7 +51,7 @@ if go:
 edit = st.session_state.get("edit")
 if edit is None:
     st.stop()
-summary = ds.edit_summary(edit)
+summary = app_edits.edit_summary(edit)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("method", summary["method"])
 m2.metric("params changed", f"{summary['params changed']:,}")
@@ -61,11 +62,11 @@ st.caption(f"edit fitted: {summary['params changed']:,} parameters changed in {s
 
 st.subheader("Base versus edited")
 prompt = st.text_area("Prompt", value=concept.forget[0].prompt, key="edit_prompt")
-n_new = st.slider("new tokens", 1, ds.MAX_NEW_TOKENS, 16, key="edit_new_tokens")
+n_new = st.slider("new tokens", 1, core.MAX_NEW_TOKENS, 16, key="edit_new_tokens")
 with ui.inline_errors("generation"):
     memo = (prompt, int(n_new), id(edit))
     if st.session_state.get("pair_key") != memo:           # reruns of this page reuse the last generation
-        st.session_state["pair"] = ds.generate_pair(model, prompt, edit, max_new_tokens=int(n_new))
+        st.session_state["pair"] = core.generate_pair(model, prompt, edit, max_new_tokens=int(n_new))
         st.session_state["pair_key"] = memo
     pair = st.session_state["pair"]
     g1, g2 = st.columns(2)
@@ -77,7 +78,7 @@ with ui.inline_errors("generation"):
 st.subheader("Probes before / after")
 if st.button("Score the concept's probes"):
     with ui.inline_errors("probes"), st.spinner("scoring probes on the base and the edited model…"):
-        st.session_state["probe_rows"] = ds.probe_table(model, concept, edit)
+        st.session_state["probe_rows"] = app_edits.probe_table(model, concept, edit)
 rows = st.session_state.get("probe_rows")
 if rows:
     df = pd.DataFrame(rows)

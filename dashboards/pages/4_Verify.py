@@ -2,8 +2,8 @@
 relearning, routing drift) and the forget-versus-retain trade-off across methods."""
 import streamlit as st
 
-from workbench import dashboard_verify as dv
-from workbench import dashboard_ui as ui
+from workbench.app import verify as dv
+from workbench.app import ui
 
 st.set_page_config(page_title="Verify · Concept Workbench", layout="wide")
 st.header("Verify")

@@ -2,8 +2,8 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import dashboard_verify as dv
-from workbench import dashboard_ui as ui
+from workbench.app import verify as dv
+from workbench.app import ui
 
 st.set_page_config(page_title="Patches · Concept Workbench", layout="wide")
 st.header("Patches")

@@ -4,22 +4,18 @@ import importlib.util
 
 import streamlit as st
 
+from workbench.app import ui
+
 st.set_page_config(page_title="Diffusion · Concept Workbench", layout="wide")
 st.header("Diffusion: concept erasure")
 
-try:                                            # the shared sidebar, when the dashboard package has it
-    from workbench import dashboard_ui as _ui
-    _ui.sidebar()
-except Exception:                               # noqa: BLE001 - the page works without it
-    pass
-
-missing = [m for m in ("diffusers", "open_clip") if importlib.util.find_spec(m) is None]
-if missing or importlib.util.find_spec("workbench.diffusion.app_support") is None:
+ui.sidebar()
+if any(importlib.util.find_spec(m) is None for m in ("diffusers", "open_clip")):     # the optional dependencies
     st.info("Diffusion editing is not available in this installation: install "
             "`pip install --no-deps diffusers==0.42.1 open-clip-torch==3.3.0` (the README set-up does).")
     st.stop()
 
-from workbench.diffusion.app_support import METHODS, run_erasure  # noqa: E402
+from workbench.app.diffusion import METHODS, run_erasure  # noqa: E402
 
 
 @st.cache_resource(show_spinner="loading the pipeline…")

@@ -187,7 +187,8 @@ def rece_edit(model, spec: ErasureSpec, cfg: RECEConfig | None = None, base: Edi
                        "guide": spec.guide, "preserve": spec.preserve}, provenance=prov)
 
 
-@register("rece", RECEConfig, "RECE: UCE + closed-form adversarial embeddings erased in a few epochs (diffusion)")
+@register("rece", RECEConfig, "RECE: UCE + closed-form adversarial embeddings erased in a few epochs (diffusion)",
+          kind="diffusion")
 def fit_rece(model, concept, report=None, config: RECEConfig | None = None) -> Edit:
     config = config or RECEConfig()
     return rece_edit(model, spec_from_concept(concept, config.guide, config.preserve), config)

@@ -217,7 +217,7 @@ def uce_edit(model, spec: ErasureSpec, cfg: UCEConfig | None = None) -> Edit:
                             "preserve_tokens": cfg.preserve_tokens})
 
 
-@register("uce", UCEConfig, "UCE closed-form cross-attention K/V edit (diffusion)")
+@register("uce", UCEConfig, "UCE closed-form cross-attention K/V edit (diffusion)", kind="diffusion")
 def fit_uce(model, concept, report=None, config: UCEConfig | None = None) -> Edit:
     config = config or UCEConfig()
     return uce_edit(model, spec_from_concept(concept, config.guide, config.preserve), config)

@@ -107,8 +107,8 @@ def _vector_deltas(model, concept, report, cfg: AblateConfig) -> tuple[list[Tens
 
 def _train_needles(model, concept, deltas: list[TensorDelta], cfg: AblateConfig) -> tuple[list[TensorDelta], dict]:
     """Start from the noised vectors of `deltas` and train only them on the forget texts."""
-    from workbench.edits.unlearn import (UnlearnConfig, probe_batch, restore, sequence_nll, snapshot,
-                                         train_in_place, unlearning_loss)
+    from workbench.edits.unlearn import UnlearnConfig, unlearning_loss
+    from workbench.training import probe_batch, sequence_nll, train_edit
     if cfg.needle_loss not in ("npo", "ga"):
         raise ValueError(f"needle_loss={cfg.needle_loss!r} is not 'npo' or 'ga'")
     if cfg.needle_steps < 1 or cfg.needle_lr <= 0:
@@ -119,36 +119,32 @@ def _train_needles(model, concept, deltas: list[TensorDelta], cfg: AblateConfig)
     batch = probe_batch(model, concept.forget)
     with torch.no_grad():
         nll_ref = sequence_nll(model, batch)[0].detach()
-    saved = snapshot(params)
-    masks, handles = {}, []
     ucfg = UnlearnConfig(beta=0.1, gamma=1.0, alpha=0.0)
-    try:
-        with torch.no_grad():
-            for d in deltas:
-                p = params[d.name]
-                p.data.index_copy_(d.dim, d.indices.to(p.device), d.values.to(p.device, p.dtype))
-                m = torch.zeros_like(p)
-                m.index_fill_(d.dim, d.indices.to(p.device), 1)
-                masks[d.name] = m
-        for name, p in params.items():
-            handles.append(p.register_hook(lambda g, m=masks[name]: g * m))
+    masks = {}                                             # only the chosen vectors train
+    for d in deltas:
+        p = params[d.name]
+        masks[d.name] = torch.zeros(p.shape, dtype=torch.bool, device=p.device).index_fill_(
+            d.dim, d.indices.to(p.device), True)
 
-        def loss_fn(_step: int) -> torch.Tensor:
-            nll, n = sequence_nll(model, batch)
-            return unlearning_loss(cfg.needle_loss, nll, n, ucfg, nll_ref=nll_ref)
+    @torch.no_grad()
+    def start(trained) -> None:                            # from the noised vectors
+        for d in deltas:
+            p = trained[d.name]
+            p.data.index_copy_(d.dim, d.indices.to(p.device), d.values.to(p.device, p.dtype))
 
-        losses = train_in_place(model, params, loss_fn, cfg.needle_steps, cfg.needle_lr, desc="needle")
-        out = []
-        with torch.no_grad():
-            for d in deltas:
-                p = params[d.name]
-                vals = p.data.index_select(d.dim, d.indices.to(p.device)).detach().clone().cpu()
-                out.append(TensorDelta(d.name, "replace_rows", d.shape, d.dtype, indices=d.indices, values=vals,
-                                       dim=d.dim))
-    finally:
-        for h in handles:
-            h.remove()
-        restore(params, saved)
+    def objective(_step: int) -> torch.Tensor:
+        nll, n = sequence_nll(model, batch)
+        return unlearning_loss(cfg.needle_loss, nll, n, ucfg, nll_ref=nll_ref)
+
+    @torch.no_grad()
+    def needles(trained, _originals) -> list[TensorDelta]:
+        return [TensorDelta(d.name, "replace_rows", d.shape, d.dtype, indices=d.indices, dim=d.dim,
+                            values=trained[d.name].data.index_select(d.dim, d.indices.to(trained[d.name].device))
+                            .detach().clone().cpu()) for d in deltas]
+
+    run = train_edit(model, params, objective, steps=cfg.needle_steps, lr=cfg.needle_lr, masks=masks, start=start,
+                     deltas=needles, desc="needle")
+    out, losses = run.deltas, run.losses
     return out, {"noise_std": cfg.needle_noise, "steps": cfg.needle_steps, "lr": cfg.needle_lr,
                  "loss": cfg.needle_loss, "losses": [round(x, 5) for x in losses], "n_forget": len(concept.forget)}
 

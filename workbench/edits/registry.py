@@ -149,6 +149,15 @@ class Method:
     fit: Callable[..., Edit]
     summary: str = ""
     batch: bool = False               # fit accepts a list of concepts (one edit for all)
+    kind: str = "lm"                  # the model kind it applies to: "lm" (language model) or "diffusion"
+
+
+MODEL_KINDS = ("lm", "diffusion")
+
+
+def model_kind(model) -> str:
+    """"lm" for a language model (HookedModel), "diffusion" for a Stable Diffusion pipeline."""
+    return "lm" if hasattr(model, "chat") else "diffusion"
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -158,22 +167,37 @@ _PROVIDERS = {"ablate": "workbench.edits.ablate", "rocr": "workbench.edits.rocr"
               "npo": "workbench.edits.unlearn", "simnpo": "workbench.edits.unlearn",
               "wagle": "workbench.edits.wagle", "uoe": "workbench.edits.uoe", "rmu": "workbench.edits.rmu", "sae-clamp": "workbench.edits.sae_clamp",
               "uce": "workbench.diffusion.uce", "rece": "workbench.diffusion.rece"}
+# the model kind of each provided method that is not "lm" (known before its module is imported; `register`
+# checks that the module declares the same)
+_PROVIDER_KINDS = {"uce": "diffusion", "rece": "diffusion"}
 
 
-def register(name: str, config_cls: type[EditConfig], summary: str = "", batch: bool = False):
-    """Decorator registering `fit(model, concept, report, config) -> Edit` under `name`."""
+def register(name: str, config_cls: type[EditConfig], summary: str = "", batch: bool = False, kind: str = "lm"):
+    """Decorator registering `fit(model, concept, report, config) -> Edit` under `name`, for models of
+    `kind` ("lm" or "diffusion")."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"edit method {name!r}: kind={kind!r} is not one of {MODEL_KINDS}")
+    if name in _PROVIDERS and _PROVIDER_KINDS.get(name, "lm") != kind:
+        raise ValueError(f"edit method {name!r}: registered as kind {kind!r}, listed as {_PROVIDER_KINDS.get(name, 'lm')!r}")
+
     def deco(fn):
         if name in _REGISTRY:
             raise ValueError(f"edit method {name!r} is already registered")
-        _REGISTRY[name] = Method(name, config_cls, fn, summary, batch)
+        _REGISTRY[name] = Method(name, config_cls, fn, summary, batch, kind)
         return fn
     return deco
 
 
-def methods() -> list[str]:
-    """Registered methods and those whose provider module is present."""
+def methods(kind: str | None = None) -> list[str]:
+    """Registered methods and those whose provider module is present; with `kind` ("lm",
+    "diffusion", or a model: its kind), only the methods that apply to that kind of model."""
+    if kind is not None and kind not in MODEL_KINDS:
+        kind = model_kind(kind)
     present = {n for n, mod in _PROVIDERS.items() if importlib.util.find_spec(mod) is not None}
-    return sorted(present | set(_REGISTRY))
+    names = present | set(_REGISTRY)
+    if kind is not None:
+        names = {n for n in names if (_REGISTRY[n].kind if n in _REGISTRY else _PROVIDER_KINDS.get(n, "lm")) == kind}
+    return sorted(names)
 
 
 def get_method(name: str) -> Method:
@@ -217,7 +241,11 @@ def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
             raise ValueError(f"edit method {name!r} fits one concept at a time; got {len(concept)}")
         if not concept:
             raise ValueError("no concepts given")
-    config = method.config_cls.from_dict(hyper)
+    config = method.config_cls.from_dict(hyper)           # bad hyper-parameters fail first, before the model is read
+    if method.kind != model_kind(model):
+        raise HyperParameterError(f"edit method {name!r} applies to {method.kind} models; {model.model_id} is "
+                                  f"a {'language model' if model_kind(model) == 'lm' else 'diffusion pipeline'} "
+                                  f"(methods for it: {', '.join(methods(model_kind(model)))})")
     with Timer() as t:
         view, fit_prov = _fit_views(model, concept)
         report_note = None

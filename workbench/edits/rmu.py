@@ -26,11 +26,12 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.edits.base import Edit, TensorDelta
+from workbench.edits.base import Edit
 from workbench.edits.registry import register
-from workbench.edits.unlearn import (UnlearnConfig, _cycle, _rows, probe_batch, restore, snapshot, train_in_place)
+from workbench.edits.unlearn import UnlearnConfig, check_schedule, dense_deltas
+from workbench.training import cycle, probe_batch, rows, train_edit
 
-__all__ = ["RMUConfig", "fit_rmu", "layer_activations", "control_vector", "rmu_loss", "rmu_layer"]
+__all__ = ["RMUConfig", "RMUObjective", "fit_rmu", "layer_activations", "control_vector", "rmu_loss", "rmu_layer"]
 
 REFERENCE_LAYER, REFERENCE_DEPTH = 7, 32
 
@@ -103,6 +104,33 @@ def rmu_loss(model, layer: int, forget: dict, control: torch.Tensor, alpha: floa
     return loss, parts
 
 
+class RMUObjective:
+    """objective(step) -> `rmu_loss` on mini-batch `step` of the forget (and retain) batches, the
+    retain targets being the frozen model's activations (computed here once); parts per step kept."""
+
+    def __init__(self, model, layer: int, forget: dict, retain: dict | None, control: torch.Tensor, alpha: float,
+                 batch_size: int):
+        self.model, self.layer, self.forget, self.retain = model, layer, forget, retain
+        self.control, self.alpha, self.batch_size = control, alpha, batch_size
+        with torch.no_grad():
+            self.frozen = layer_activations(model, retain, layer).detach() if retain is not None else None
+        self.n_forget = forget["input_ids"].shape[0]
+        self.n_retain = retain["input_ids"].shape[0] if retain is not None else 0
+        self.parts: list[dict] = []
+
+    def forget_rows(self, step: int) -> dict:
+        return rows(self.forget, cycle(self.n_forget, self.batch_size, step))
+
+    def __call__(self, step: int) -> torch.Tensor:
+        rb = fr = None
+        if self.retain is not None:
+            ridx = cycle(self.n_retain, self.batch_size, step)
+            rb, fr = rows(self.retain, ridx), self.frozen[torch.as_tensor(ridx, device=self.frozen.device)]
+        loss, p = rmu_loss(self.model, self.layer, self.forget_rows(step), self.control, self.alpha, rb, fr)
+        self.parts.append({k: round(v, 6) for k, v in p.items()})
+        return loss
+
+
 @torch.no_grad()
 def mean_token_norm(model, batch: dict, layer: int) -> float:
     h = layer_activations(model, batch, layer).float()
@@ -122,8 +150,7 @@ def update_params(model, layer: int, n_update_layers: int) -> dict[str, torch.nn
 @register("rmu", RMUConfig, "RMU (WMDP): steer layer-ℓ forget activations to a random c·u, keep retain ones; "
                             "trains the ℓ-2..ℓ MLP down projections")
 def fit_rmu(model, concept, report, cfg: RMUConfig) -> Edit:
-    if cfg.steps < 1 or cfg.lr <= 0:
-        raise ValueError(f"rmu: steps must be >= 1 and lr > 0 (got steps={cfg.steps}, lr={cfg.lr})")
+    check_schedule("rmu", cfg)
     if cfg.n_update_layers < 1:
         raise ValueError(f"rmu: n_update_layers={cfg.n_update_layers} must be >= 1")
     if not concept.forget:
@@ -134,39 +161,16 @@ def fit_rmu(model, concept, report, cfg: RMUConfig) -> Edit:
     forget = probe_batch(model, concept.forget)
     retain = probe_batch(model, concept.retain) if cfg.alpha and concept.retain else None
     with torch.no_grad():
-        frozen = layer_activations(model, retain, layer).detach() if retain is not None else None
         c = cfg.steering_coeff if cfg.steering_coeff is not None else cfg.steer_scale * mean_token_norm(model, forget, layer)
-    u = control_vector(forget_dim := model.info.d_model, cfg.seed, model.device)
-    control = c * u
-    n_f = forget["input_ids"].shape[0]
-    n_r = retain["input_ids"].shape[0] if retain is not None else 0
-    parts: list[dict] = []
-
-    def loss_fn(step: int) -> torch.Tensor:
-        fb = _rows(forget, _cycle(n_f, cfg.batch_size, step))
-        rb = fr = None
-        if retain is not None:
-            ridx = _cycle(n_r, cfg.batch_size, step)
-            rb, fr = _rows(retain, ridx), frozen[torch.as_tensor(ridx, device=frozen.device)]
-        loss, p = rmu_loss(model, layer, fb, control, cfg.alpha, rb, fr)
-        parts.append({k: round(v, 6) for k, v in p.items()})
-        return loss
-
-    originals = snapshot(params)
-    try:
-        losses = train_in_place(model, params, loss_fn, cfg.steps, cfg.lr, cfg.max_grad_norm, desc="rmu")
-        deltas = []
-        with torch.no_grad():
-            for name, p in params.items():
-                if torch.equal(p.data, originals[name]):
-                    continue
-                deltas.append(TensorDelta(name, "dense", tuple(p.shape), str(p.dtype).replace("torch.", ""),
-                                          delta=(p.data.float() - originals[name].float()).cpu()))
-    finally:
-        restore(params, originals)
-    if not deltas:
+    d_model = model.info.d_model
+    objective = RMUObjective(model, layer, forget, retain, c * control_vector(d_model, cfg.seed, model.device),
+                             cfg.alpha, cfg.batch_size)
+    run = train_edit(model, params, objective, steps=cfg.steps, lr=cfg.lr, max_grad_norm=cfg.max_grad_norm,
+                     deltas=dense_deltas, desc="rmu")
+    if not run.deltas:
         raise ValueError(f"rmu on {concept.name!r}: no parameter changed (lr={cfg.lr}, steps={cfg.steps})")
     prov = {"layer": layer, "update_layers": list(range(max(0, layer - cfg.n_update_layers + 1), layer + 1)),
-            "params": list(params), "steering_coeff": float(c), "control_seed": cfg.seed, "d_model": forget_dim,
-            "losses": [round(x, 6) for x in losses], "loss_parts": parts, "n_forget": n_f, "n_retain": n_r}
-    return Edit(method="rmu", model_id=model.model_id, deltas=deltas, concept=concept.name, provenance=prov)
+            "params": list(params), "steering_coeff": float(c), "control_seed": cfg.seed, "d_model": d_model,
+            "losses": [round(x, 6) for x in run.losses], "loss_parts": objective.parts,
+            "n_forget": objective.n_forget, "n_retain": objective.n_retain}
+    return Edit(method="rmu", model_id=model.model_id, deltas=run.deltas, concept=concept.name, provenance=prov)

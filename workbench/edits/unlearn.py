@@ -15,9 +15,11 @@ forced; NLL of a sequence = sum of its answer-token losses):
 Minimizing -log σ(β x) pushes x (the forget NLL) up, saturating once the answer is unlikely —
 the reason NPO/SimNPO collapse the model more slowly than plain GA.
 
-The training runs in place on the selected parameters only (Adam, weight decay 0: METHODS.md,
-decoupled weight decay would move every parameter the optimizer holds); the dense difference
-new - old of every changed tensor becomes the Edit, and the model is restored bit-exactly.
+The training is `workbench.training.train_edit` (the one fine-tuning loop) on the selected
+parameters only (Adam, weight decay 0: decoupled weight decay would move every parameter the
+optimizer holds) with `UnlearningObjective`; the dense difference new - old of every changed
+tensor becomes the Edit (`dense_deltas`), and the model is restored bit-exactly. `wagle` and
+`uoe` use the same objective with a gradient mask / a router anchor.
 """
 from __future__ import annotations
 
@@ -30,12 +32,13 @@ import torch.nn.functional as F
 from workbench.edits.base import Edit, TensorDelta
 from workbench.edits.registry import EditConfig, register
 from workbench.training import (cycle, probe_batch, restore, rows, select_params,  # noqa: F401 (re-exported)
-                                sequence_nll, snapshot, train_in_place)
+                                sequence_nll, snapshot, train_edit, train_in_place)
 
 _rows, _cycle = rows, cycle          # old private names (other branches import them from here)
 
 __all__ = ["UnlearnConfig", "GAConfig", "GradDiffConfig", "NPOConfig", "SimNPOConfig", "probe_batch",
-           "sequence_nll", "select_params", "snapshot", "restore", "train_in_place", "unlearning_loss"]
+           "sequence_nll", "select_params", "snapshot", "restore", "train_in_place", "unlearning_loss",
+           "UnlearningObjective", "dense_deltas", "check_schedule"]
 
 
 @dataclass
@@ -93,50 +96,73 @@ def unlearning_loss(method: str, nll_f: torch.Tensor, len_f: torch.Tensor, cfg: 
     return loss
 
 
+class UnlearningObjective:
+    """objective(step) -> the `loss` objective (ga / graddiff / npo / simnpo) on mini-batch `step`
+    of the forget probes (cycled, cfg.batch_size) and, when the loss uses them (alpha > 0, not ga),
+    of the retain probes. NPO's reference NLL is the unedited model's, computed here once."""
+
+    def __init__(self, model, concept, loss: str, cfg: UnlearnConfig):
+        self.model, self.loss, self.cfg = model, loss, cfg
+        self.forget = probe_batch(model, concept.forget)
+        use_retain = loss != "ga" and cfg.alpha and concept.retain
+        self.retain = probe_batch(model, concept.retain) if use_retain else None
+        self.nll_ref = None
+        if loss == "npo":
+            with torch.no_grad():
+                self.nll_ref = sequence_nll(model, self.forget)[0].detach()
+        self.n_forget = self.forget["input_ids"].shape[0]
+        self.n_retain = self.retain["input_ids"].shape[0] if self.retain is not None else 0
+
+    def forget_rows(self, step: int) -> dict:
+        """The forget mini-batch of `step` (its first forward pass is the objective's first)."""
+        return rows(self.forget, cycle(self.n_forget, self.cfg.batch_size, step))
+
+    def __call__(self, step: int) -> torch.Tensor:
+        idx = cycle(self.n_forget, self.cfg.batch_size, step)
+        nll_f, len_f = sequence_nll(self.model, rows(self.forget, idx))
+        nll_r = None
+        if self.retain is not None:
+            nll_r = sequence_nll(self.model, rows(self.retain, cycle(self.n_retain, self.cfg.batch_size, step)))[0]
+        ref = self.nll_ref[idx] if self.nll_ref is not None else None
+        return unlearning_loss(self.loss, nll_f, len_f, self.cfg, nll_ref=ref, nll_r=nll_r)
+
+
 # ------------------------------------------------------------------------------------ fit
 def _dtype(t: torch.Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
 
 
-def _fit(method: str, model, concept, report, cfg: UnlearnConfig) -> Edit:
+@torch.no_grad()
+def dense_deltas(params: dict[str, torch.nn.Parameter], originals: dict[str, torch.Tensor]) -> list[TensorDelta]:
+    """Dense TensorDeltas (new - old, fp32) of the parameters that changed."""
+    deltas = []
+    for name, p in params.items():
+        old = originals[name]
+        if torch.equal(p.data, old):
+            continue
+        deltas.append(TensorDelta(name, "dense", tuple(p.shape), _dtype(p), delta=(p.data.float() - old.float()).cpu()))
+    return deltas
+
+
+def check_schedule(method: str, cfg) -> None:
+    """steps >= 1 and lr > 0, or ValueError naming the method."""
     if cfg.steps < 1 or cfg.lr <= 0:
         raise ValueError(f"{method}: steps must be >= 1 and lr > 0 (got steps={cfg.steps}, lr={cfg.lr})")
+
+
+def _fit(method: str, model, concept, report, cfg: UnlearnConfig) -> Edit:
+    check_schedule(method, cfg)
     torch.manual_seed(cfg.seed)
     params = select_params(model, cfg.params)
-    forget = probe_batch(model, concept.forget)
-    retain = probe_batch(model, concept.retain) if method != "ga" and cfg.alpha else None
-    nll_ref = None
-    if method == "npo":
-        with torch.no_grad():
-            nll_ref = sequence_nll(model, forget)[0].detach()
-    n_f = forget["input_ids"].shape[0]
-    n_r = retain["input_ids"].shape[0] if retain is not None else 0
-
-    def loss_fn(step: int) -> torch.Tensor:
-        idx = cycle(n_f, cfg.batch_size, step)
-        nll_f, len_f = sequence_nll(model, rows(forget, idx))
-        nll_r = sequence_nll(model, rows(retain, cycle(n_r, cfg.batch_size, step)))[0] if retain else None
-        ref = nll_ref[idx] if nll_ref is not None else None
-        return unlearning_loss(method, nll_f, len_f, cfg, nll_ref=ref, nll_r=nll_r)
-
-    originals = snapshot(params)
-    try:
-        losses = train_in_place(model, params, loss_fn, cfg.steps, cfg.lr, cfg.max_grad_norm, desc=method)
-        deltas = []
-        with torch.no_grad():
-            for name, p in params.items():
-                old = originals[name]
-                if torch.equal(p.data, old):
-                    continue
-                deltas.append(TensorDelta(name, "dense", tuple(p.shape), _dtype(p),
-                                          delta=(p.data.float() - old.float()).cpu()))
-    finally:
-        restore(params, originals)
+    objective = UnlearningObjective(model, concept, method, cfg)
+    run = train_edit(model, params, objective, steps=cfg.steps, lr=cfg.lr, max_grad_norm=cfg.max_grad_norm,
+                     deltas=dense_deltas, desc=method)
+    deltas, losses = run.deltas, run.losses
     if not deltas:
         raise ValueError(f"{method} on {concept.name!r}: no parameter changed (lr={cfg.lr}, steps={cfg.steps})")
     prov = {"dense": True, "note": "full-model fine-tuning; dense patch" if cfg.params == "all"
             else f"fine-tuning of params={cfg.params!r}; dense patch",
-            "losses": [round(x, 5) for x in losses], "n_forget": n_f, "n_retain": n_r}
+            "losses": [round(x, 5) for x in losses], "n_forget": objective.n_forget, "n_retain": objective.n_retain}
     if not all(math.isfinite(x) for x in losses):
         prov["warning"] = "non-finite loss"
     return Edit(method=method, model_id=model.model_id, deltas=deltas, concept=concept.name, provenance=prov)

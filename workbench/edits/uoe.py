@@ -16,6 +16,8 @@ over the forget tokens t at the target layer l, which keeps the router sending f
 the expert being unlearned — without it, unlearning can "succeed" by routing around the expert,
 and the knowledge returns as soon as routing shifts back.
 
+The loop is `workbench.training.train_edit` with the method's objective (`UnlearningObjective` or
+`RMUObjective`), the anchor as an `ExtraLoss` and gradient masks on the expert's slices.
 Confinement is exact: gradients outside the chosen slices are zeroed by tensor hooks and Adam runs
 with weight decay 0 (a zero gradient gives a zero Adam step), and the Edit stores only the
 changed slices as `replace_rows` deltas along the expert dimension, so applying the patch cannot
@@ -30,10 +32,10 @@ import torch
 
 from workbench.edits.base import Edit, TensorDelta
 from workbench.edits.registry import register
-from workbench.edits.unlearn import UnlearnConfig, unlearning_loss
-from workbench.training import cycle, probe_batch, restore, rows, sequence_nll, snapshot, train_in_place
+from workbench.edits.unlearn import UnlearnConfig, UnlearningObjective, check_schedule
+from workbench.training import ExtraLoss, probe_batch, train_edit
 
-__all__ = ["UOEConfig", "fit_uoe", "expert_tensors"]
+__all__ = ["UOEConfig", "fit_uoe", "expert_tensors", "router_anchor", "row_deltas", "slice_masks"]
 
 
 @dataclass
@@ -67,23 +69,52 @@ def expert_tensors(model, layer: int, router: bool = True) -> dict[str, torch.nn
     return out
 
 
-def _slice_mask_hook(index: int):
-    def hook(grad):
-        mask = torch.zeros_like(grad)
-        mask[index] = 1
-        return grad * mask
-    return hook
+def slice_masks(params: dict[str, torch.nn.Parameter], index: int) -> dict[str, torch.Tensor]:
+    """Gradient masks selecting slice `index` of the first (expert) dimension of every tensor."""
+    masks = {}
+    for name, p in params.items():
+        m = torch.zeros(p.shape, dtype=torch.bool, device=p.device)
+        m[index] = True
+        masks[name] = m
+    return masks
+
+
+@torch.no_grad()
+def row_deltas(params: dict[str, torch.nn.Parameter], originals: dict[str, torch.Tensor], index: int) -> list[TensorDelta]:
+    """`replace_rows` deltas of slice `index` (dim 0) of the tensors whose slice changed."""
+    deltas = []
+    for name, p in params.items():
+        new, old = p.data[index], originals[name][index]
+        if torch.equal(new, old):
+            continue
+        deltas.append(TensorDelta(name, "replace_rows", tuple(p.shape), str(p.dtype).replace("torch.", ""),
+                                  indices=torch.tensor([index]), values=new.unsqueeze(0).detach().cpu().clone(), dim=0))
+    return deltas
+
+
+def router_anchor(model, layer: int, expert: int, forget_rows, weight: float) -> ExtraLoss:
+    """SEUF's anchor: mean over the forget batch's real tokens of ||softmax(router logits) - one-hot(expert)||²
+    at `layer` (the logits of the objective's first forward pass, i.e. the forget batch)."""
+    from workbench.locate.routing import router_logits_hook
+    target = torch.zeros(model.info.n_experts, device=model.device)
+    target[expert] = 1.0
+
+    def value(store, step: int) -> torch.Tensor:
+        keep = forget_rows(step)["attention_mask"].reshape(-1).bool()
+        g = torch.softmax(store[layer][0].float(), -1)[keep]
+        return ((g - target) ** 2).sum(-1).mean()
+
+    return ExtraLoss("anchor", weight, lambda step: router_logits_hook(model, [layer], keep_grad=True), value)
 
 
 @register("uoe", UOEConfig, "unlearn one expert (SEUF): top-attributed expert + router anchor; MoE models only")
 def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
-    from workbench.locate.routing import expert_attribution, moe_layers, router_logits_hook
+    from workbench.locate.routing import expert_attribution, moe_layers
     if not getattr(model.family, "is_moe", False):
         raise ValueError(f"uoe needs a mixture-of-experts model; {model.model_id} is {model.family.name}")
     if cfg.loss not in ("ga", "graddiff", "npo", "simnpo", "rmu"):
         raise ValueError(f"uoe: loss={cfg.loss!r} must be one of ga, graddiff, npo, simnpo, rmu")
-    if cfg.steps < 1 or cfg.lr <= 0:
-        raise ValueError(f"uoe: steps must be >= 1 and lr > 0 (got steps={cfg.steps}, lr={cfg.lr})")
+    check_schedule("uoe", cfg)
     torch.manual_seed(cfg.seed)
     attribution = None
     routed = report.ranked("expert_routing") if report is not None else []
@@ -107,78 +138,33 @@ def fit_uoe(model, concept, report, cfg: UOEConfig) -> Edit:
         if not wanted or not wanted <= known:
             raise ValueError(f"uoe: tensors={cfg.tensors!r}; the experts hold {sorted(known)}")
         params = {n: p for n, p in params.items() if n.rsplit(".", 1)[-1] in wanted or n.endswith(".gate.weight")}
-    forget = probe_batch(model, concept.forget)
-    use_retain = (cfg.loss == "rmu" and cfg.rmu_alpha) or (cfg.loss not in ("ga", "rmu") and cfg.alpha)
-    retain = probe_batch(model, concept.retain) if use_retain and concept.retain else None
     rmu_state = None
     if cfg.loss == "rmu":
-        from workbench.edits.rmu import control_vector, layer_activations, mean_token_norm
+        from workbench.edits.rmu import RMUObjective, control_vector, mean_token_norm
+        forget = probe_batch(model, concept.forget)
+        retain = probe_batch(model, concept.retain) if cfg.rmu_alpha and concept.retain else None
         with torch.no_grad():
             c = cfg.rmu_steering_coeff if cfg.rmu_steering_coeff is not None else mean_token_norm(model, forget, layer)
-            frozen = layer_activations(model, retain, layer).detach() if retain is not None else None
-        rmu_state = {"control": c * control_vector(model.info.d_model, cfg.seed, model.device), "frozen": frozen,
-                     "steering_coeff": float(c)}
-    nll_ref = None
-    if cfg.loss == "npo":
-        with torch.no_grad():
-            nll_ref = sequence_nll(model, forget)[0].detach()
-    n_f = forget["input_ids"].shape[0]
-    n_r = retain["input_ids"].shape[0] if retain is not None else 0
-    target = torch.zeros(n_exp, device=model.device)
-    target[expert] = 1.0
-    parts: dict[str, list[float]] = {"unlearn": [], "anchor": []}
-
-    def loss_fn(step: int) -> torch.Tensor:
-        idx = cycle(n_f, cfg.batch_size, step)
-        fb = rows(forget, idx)
-        if rmu_state is not None:
-            from workbench.edits.rmu import rmu_loss
-            rb = fr = None
-            if retain is not None:
-                ridx = cycle(n_r, cfg.batch_size, step)
-                rb = rows(retain, ridx)
-                fr = rmu_state["frozen"][torch.as_tensor(ridx, device=rmu_state["frozen"].device)]
-            with router_logits_hook(model, [layer], keep_grad=True) as store:
-                unlearn, _ = rmu_loss(model, layer, fb, rmu_state["control"], cfg.rmu_alpha, rb, fr)
-            logits = store[layer][0]                                       # the forget batch's router logits
-        else:
-            with router_logits_hook(model, [layer], keep_grad=True) as store:
-                nll_f, len_f = sequence_nll(model, fb)
-            logits = store[layer][-1]                                      # [B*T, E]
-        keep = fb["attention_mask"].reshape(-1).bool()
-        g = torch.softmax(logits.float(), -1)[keep]
-        anchor = ((g - target) ** 2).sum(-1).mean()
-        if rmu_state is None:
-            nll_r = sequence_nll(model, rows(retain, cycle(n_r, cfg.batch_size, step)))[0] if retain else None
-            ref = nll_ref[idx] if nll_ref is not None else None
-            unlearn = unlearning_loss(cfg.loss, nll_f, len_f, cfg, nll_ref=ref, nll_r=nll_r)
-        parts["unlearn"].append(round(unlearn.item(), 5))
-        parts["anchor"].append(round(anchor.item(), 5))
-        return unlearn + cfg.anchor * anchor
+        rmu_state = {"steering_coeff": float(c)}
+        objective = RMUObjective(model, layer, forget, retain, c * control_vector(model.info.d_model, cfg.seed,
+                                                                                 model.device), cfg.rmu_alpha,
+                                 cfg.batch_size)
+    else:
+        objective = UnlearningObjective(model, concept, cfg.loss, cfg)
+    n_f, n_r = objective.n_forget, objective.n_retain
+    anchor = router_anchor(model, layer, expert, objective.forget_rows, cfg.anchor)
 
     def rate() -> float:
         from workbench.locate.routing import capture_routing
-        return float(capture_routing(model, forget, layers=[layer]).frequency()[0, expert])
+        return float(capture_routing(model, objective.forget, layers=[layer]).frequency()[0, expert])
 
     rate_before = rate()
-    originals = snapshot(params)
-    handles = [p.register_hook(_slice_mask_hook(expert)) for p in params.values()]
-    try:
-        losses = train_in_place(model, params, loss_fn, cfg.steps, cfg.lr, cfg.max_grad_norm, desc="uoe")
-        rate_after = rate()
-        deltas = []
-        with torch.no_grad():
-            for name, p in params.items():
-                new, old = p.data[expert], originals[name][expert]
-                if torch.equal(new, old):
-                    continue
-                deltas.append(TensorDelta(name, "replace_rows", tuple(p.shape), str(p.dtype).replace("torch.", ""),
-                                          indices=torch.tensor([expert]), values=new.unsqueeze(0).detach().cpu().clone(),
-                                          dim=0))
-    finally:
-        for h in handles:
-            h.remove()
-        restore(params, originals)
+    run = train_edit(model, params, objective, steps=cfg.steps, lr=cfg.lr, max_grad_norm=cfg.max_grad_norm,
+                     masks=slice_masks(params, expert), extra_losses=[anchor], after=rate, desc="uoe",
+                     deltas=lambda trained, originals: row_deltas(trained, originals, expert))
+    deltas, losses, rate_after = run.deltas, run.losses, run.after
+    parts = {"unlearn": [round(x, 5) for x in run.parts["objective"]],
+             "anchor": [round(x, 5) for x in run.parts["anchor"]]}
     if not deltas:
         raise ValueError(f"uoe on {concept.name!r}: no parameter changed (lr={cfg.lr}, steps={cfg.steps})")
     total = sum(p.numel() for p in model.hf.parameters())

@@ -7,6 +7,8 @@ for hundreds of steps — the defaults here are keep 0.95, lr 1e-5, 100 steps), 
 workbench.edits.unlearn) with every gradient multiplied by the mask before the optimizer step.
 Adam without weight decay then leaves every weight outside the mask bit-identical (its moments
 stay exactly zero), and the edit is a sparse patch: indices + values of the weights that moved.
+The loop is `workbench.training.train_edit` with `masks=` and the `UnlearningObjective` of
+workbench.edits.unlearn.
 
 `sparsity` (the share left OUT, = 1 − keep) is deprecated: it still works, with a
 DeprecationWarning, and `sparsity=0.95` keeps meaning "update 5 %" (the former default regime:
@@ -19,7 +21,6 @@ wagle mask`) is accepted as mask=PATH.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -28,6 +29,8 @@ import torch
 
 from workbench.edits.base import Edit, TensorDelta
 from workbench.edits.registry import EditConfig, register
+from workbench.edits.unlearn import UnlearningObjective, check_schedule
+from workbench.training import masked_gradients, select_params, train_edit, train_in_place
 
 __all__ = ["WagleConfig", "masked_gradients", "train_masked_in_place", "sparse_deltas", "fit_wagle"]
 
@@ -68,27 +71,11 @@ def _loss_config(cfg: WagleConfig):
 
 
 # ------------------------------------------------------------------------------------ masked training
-@contextmanager
-def masked_gradients(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor]):
-    """While active, every gradient reaching params[name] is multiplied by masks[name] (hooks on the
-    leaf tensors: the mask applies before accumulation, clipping and the optimizer step)."""
-    handles = []
-    try:
-        for name, p in params.items():
-            off = ~masks[name].to(p.device, torch.bool)          # bool: 1 byte per weight, not a float copy
-            handles.append(p.register_hook(lambda g, off=off: g.masked_fill(off, 0.0)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def train_masked_in_place(model, params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor],
                           loss_fn: Callable[[int], torch.Tensor], steps: int, lr: float, max_grad_norm: float = 0.0,
                           desc: str = "masked train", progress: bool = True) -> list[float]:
     """`train_in_place` (Adam, weight decay 0) over the parameters with a non-empty mask, gradients
     multiplied by the mask: weights outside the mask do not change (exactly). Does NOT restore."""
-    from workbench.training import train_in_place
     active = {n: p for n, p in params.items() if n in masks and bool(masks[n].any())}
     if not active:
         raise ValueError("the mask selects no weight of the chosen parameters")
@@ -150,43 +137,22 @@ def _mask_for(model, concept, cfg: WagleConfig, params: dict):
 
 
 def fit_wagle(model, concept, report, cfg: WagleConfig) -> Edit:
-    from workbench.edits import unlearn
     if cfg.loss not in LOSSES:
         raise ValueError(f"wagle: loss must be one of {LOSSES} (got {cfg.loss!r})")
-    if cfg.steps < 1 or cfg.lr <= 0:
-        raise ValueError(f"wagle: steps must be >= 1 and lr > 0 (got steps={cfg.steps}, lr={cfg.lr})")
+    check_schedule("wagle", cfg)
     lcfg = _loss_config(cfg)
     torch.manual_seed(cfg.seed)
-    params = unlearn.select_params(model, cfg.params)
+    params = select_params(model, cfg.params)
     mask = _mask_for(model, concept, cfg, params)
     if any(n not in params for n in mask.masks):     # a saved mask may cover other params than `params`
         params = {**params, **mask.check(model)}
     masks = {n: m for n, m in mask.masks.items() if bool(m.any())}
-    forget = unlearn.probe_batch(model, concept.forget)
-    retain = unlearn.probe_batch(model, concept.retain) if cfg.loss != "ga" and lcfg.alpha else None
-    nll_ref = None
-    if cfg.loss == "npo":
-        with torch.no_grad():
-            nll_ref = unlearn.sequence_nll(model, forget)[0].detach()
-    n_f = forget["input_ids"].shape[0]
-    n_r = retain["input_ids"].shape[0] if retain is not None else 0
-
-    def loss_fn(step: int) -> torch.Tensor:
-        idx = unlearn.cycle(n_f, lcfg.batch_size, step)
-        nll_f, len_f = unlearn.sequence_nll(model, unlearn.rows(forget, idx))
-        nll_r = unlearn.sequence_nll(model, unlearn.rows(retain, unlearn.cycle(n_r, lcfg.batch_size, step)))[0] \
-            if retain is not None else None
-        ref = nll_ref[idx] if nll_ref is not None else None
-        return unlearn.unlearning_loss(cfg.loss, nll_f, len_f, lcfg, nll_ref=ref, nll_r=nll_r)
-
-    active = {n: params[n] for n in masks}
-    originals = unlearn.snapshot(active)
-    try:
-        losses = train_masked_in_place(model, active, masks, loss_fn, cfg.steps, cfg.lr, cfg.max_grad_norm,
-                                       desc=f"wagle/{cfg.loss}")
-        deltas = sparse_deltas(active, originals, masks)
-    finally:
-        unlearn.restore(active, originals)
+    objective = UnlearningObjective(model, concept, cfg.loss, lcfg)
+    n_f, n_r = objective.n_forget, objective.n_retain
+    run = train_edit(model, {n: params[n] for n in masks}, objective, steps=cfg.steps, lr=cfg.lr,
+                     max_grad_norm=cfg.max_grad_norm, masks=masks, desc=f"wagle/{cfg.loss}",
+                     deltas=lambda trained, originals: sparse_deltas(trained, originals, masks))
+    deltas, losses = run.deltas, run.losses
     if not deltas:
         raise ValueError(f"wagle on {concept.name!r}: no weight changed (lr={cfg.lr}, steps={cfg.steps})")
     prov = {"loss": cfg.loss, "mask": {k: v for k, v in mask.meta.items()}, "mask_selected": mask.selected,

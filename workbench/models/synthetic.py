@@ -169,6 +169,28 @@ def fact_accuracy(model, world, entities=None, max_new_tokens: int = 6) -> dict:
 
 
 # ------------------------------------------------------------------------------------ build
+def completion_accuracy(model, world) -> dict[str, float]:
+    """Greedy hit rate of each entity's training-phrasing (completion) probes: {entity: accuracy}."""
+    from workbench.scoring import generate_batched
+    from workbench.verify.probes import is_hit
+    rows = [(e, p) for e in world.entities for p in world.probes(e, forms=("completion",))]
+    outs = generate_batched(model, [p["prompt"] for _, p in rows], max_new_tokens=6, batch_size=64)
+    score: dict[str, list[int]] = {}
+    for (e, p), o in zip(rows, outs):
+        score.setdefault(e.name, []).append(int(is_hit(o, p["answers"], p.get("form", "completion"))))
+    return {name: sum(v) / len(v) for name, v in score.items()}
+
+
+def known_entities(model, world, n: int, min_acc: float = 1.0, prefer_heldout_questions: bool = True,
+                   accuracy: dict[str, float] | None = None) -> list[str]:
+    """Up to n entities whose training-phrasing (completion) probes the model answers (>= min_acc),
+    entities whose question form was held out from training first, then in world order."""
+    acc = completion_accuracy(model, world) if accuracy is None else accuracy
+    order = sorted(world.entities, key=lambda e: (prefer_heldout_questions and e.qa_trained,
+                                                  world.entities.index(e)))
+    return [e.name for e in order if acc[e.name] >= min_acc][:n]
+
+
 def build_moe(recipe: Recipe, out: str | Path, progress: bool = True) -> dict:
     """Train the MoE (and the dense twin) for `recipe` into folder `out` (written atomically)."""
     from transformers import LlamaForCausalLM, MixtralForCausalLM

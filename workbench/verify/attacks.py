@@ -245,8 +245,7 @@ def relearning_attack(model, concept, edit, fit_forget: Sequence, steps: int = 2
     hit minus before hit, "losses"}. Weights are restored bit-exactly and the edit reverted, also on
     errors.
     """
-    from workbench.edits.unlearn import _cycle, probe_batch, restore, select_params, sequence_nll, snapshot, \
-        train_in_place
+    from workbench.training import cycle, probe_batch, select_params, sequence_nll, train_edit
     from workbench.verify.probes import score_probes, summarize
     train = as_fit_probes(fit_forget)
     if not train:
@@ -266,24 +265,17 @@ def relearning_attack(model, concept, edit, fit_forget: Sequence, steps: int = 2
         points.append({"step": step, "hit": s["hit"], "hit_ci": s["hit_ci"], "prob": s["prob"], "n": s["n"]})
 
     with edit.applied(model):
-        chosen = select_params(model, params)
-        saved = snapshot(chosen)
-        try:
-            batch = probe_batch(model, train)
+        batch = probe_batch(model, train)
 
-            def loss_fn(step: int) -> torch.Tensor:
-                if step in marks:
-                    point(step)
-                nll, n_tok = sequence_nll(model, {k: v[_cycle(len(train), batch_size, step)]
-                                                  for k, v in batch.items()})
-                return nll.sum() / n_tok.sum().clamp_min(1)
+        def objective(step: int) -> torch.Tensor:          # mean NLL per answer token, scored at the marks
+            if step in marks:
+                point(step)
+            nll, n_tok = sequence_nll(model, {k: v[cycle(len(train), batch_size, step)] for k, v in batch.items()})
+            return nll.sum() / n_tok.sum().clamp_min(1)
 
-            losses = train_in_place(model, chosen, loss_fn, steps, lr, desc="relearn", progress=progress)
-            point(steps)
-            out["losses"] = [round(x, 5) for x in losses]
-        finally:
-            restore(chosen, saved)
-            del saved
+        run = train_edit(model, select_params(model, params), objective, steps=steps, lr=lr,
+                         after=lambda: point(steps), desc="relearn", progress=progress)
+        out["losses"] = [round(x, 5) for x in run.losses]
     out["curve"] = points
     out["before"], out["after"] = ({k: p[k] for k in ("hit", "hit_ci", "prob")} for p in (points[0], points[-1]))
     out["recovered"] = points[-1]["hit"] - points[0]["hit"]

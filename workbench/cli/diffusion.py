@@ -15,6 +15,7 @@ subject, redirect_to = guide, extra keys `erase`, `guide`, `preserve`).
 """
 from __future__ import annotations
 
+from workbench.cli.common import load_concept, load_model_from_args, parse_set, write_html, write_json
 from workbench.errors import UsageError
 
 
@@ -25,32 +26,18 @@ def _split(values: list[str] | None) -> list[str]:
     return out
 
 
-def _set(items: list[str] | None) -> dict:
-    from workbench.cli_more import _hyper               # one `--set key=value` parser for every CLI
-    return _hyper(items)
-
-
 def _spec(args):
     from workbench.diffusion.uce import ErasureSpec, spec_from_concept
     if getattr(args, "concepts", None):
         if not args.concept:
             raise UsageError("--concepts needs --concept NAME")
-        from workbench.concepts import get_concept, load_builtin, read_concepts
-        concepts = load_builtin() if args.concepts == "builtin" else read_concepts(args.concepts)
-        spec = spec_from_concept(get_concept(concepts, args.concept),
+        spec = spec_from_concept(load_concept(args),
                                  guide=args.guide, preserve=_split(args.preserve) or None)
         return spec
     erase = _split(args.erase)
     if not erase:
         raise UsageError("give --erase CONCEPT (or --concepts FILE --concept NAME)")
     return ErasureSpec(erase=erase, guide=args.guide if args.guide is not None else "", preserve=_split(args.preserve))
-
-
-def _load(args):
-    from workbench.diffusion.models import load_pipeline
-    from workbench.paths import resolve_dtype
-    return load_pipeline(args.model, device=getattr(args, "device", None),
-                         dtype=resolve_dtype(getattr(args, "dtype", None)))
 
 
 def _print_report(r: dict) -> None:
@@ -78,18 +65,15 @@ def _print_report(r: dict) -> None:
 
 
 def _write_outputs(args, report: dict) -> None:
-    from workbench.paths import write_json
     if getattr(args, "json", None):
         write_json(args.json, report)
-        print(f"wrote {args.json}")
     if getattr(args, "html", None) and "alignment" in report:
-        from workbench.cli import _write_html
         from workbench.diffusion.figures import report_figures
-        _write_html(args.html, report_figures(report))
+        write_html(args.html, report_figures(report))
 
 
 def cmd_info(args) -> int:
-    model = _load(args)
+    model = load_model_from_args(args, kind="diffusion")
     for k, v in model.info().items():
         print(f"{k:>24}: {v}")
     if args.sites:
@@ -102,9 +86,9 @@ def cmd_info(args) -> int:
 def cmd_edit(args) -> int:
     from workbench.diffusion.uce import UCEConfig, uce_edit
     from workbench.edits.base import Timer
-    model = _load(args)
+    model = load_model_from_args(args, kind="diffusion")
     spec = _spec(args)
-    hyper = _set(args.set)
+    hyper = parse_set(args.set)
     if args.method == "sae-clamp":
         from workbench.diffusion.sae import fit_sae_clamp
         from workbench.diffusion.verify import verify_sae_clamp
@@ -159,7 +143,7 @@ def cmd_verify(args) -> int:
     from workbench.diffusion.verify import verify_diffusion_edit
     from workbench.patches import load_patch
     from workbench.patches.apply import check_base
-    model = _load(args)
+    model = load_model_from_args(args, kind="diffusion")
     patch = load_patch(args.patch)
     check_base(patch, model)
     spec = _spec(args)
@@ -180,7 +164,7 @@ def cmd_verify(args) -> int:
 
 def cmd_generate(args) -> int:
     from PIL import Image
-    model = _load(args)
+    model = load_model_from_args(args, kind="diffusion")
     if args.patch:                                    # weight patch (uce/rece) or hook patch (sae-clamp)
         from workbench.patches.apply import apply_patch
         apply_patch(args.patch, model)
@@ -195,7 +179,7 @@ def cmd_generate(args) -> int:
 def cmd_export(args) -> int:
     from workbench.patches.apply import apply_patch
     from workbench.paths import atomic_path
-    model = _load(args)
+    model = load_model_from_args(args, kind="diffusion")
     apply_patch(args.patch, model)
     with atomic_path(args.out, is_dir=True) as tmp:
         model.pipe.save_pretrained(str(tmp), safe_serialization=True)
@@ -214,66 +198,3 @@ def cmd_make_tiny(args) -> int:
         shutil.copytree(src, tmp)
     print(f"wrote {args.out}")
     return 0
-
-
-def cmd_diffusion(args) -> int:
-    return _SUB[args.diffusion_command](args)
-
-
-_SUB = {"info": cmd_info, "edit": cmd_edit, "verify": cmd_verify, "generate": cmd_generate,
-        "export": cmd_export, "make-tiny": cmd_make_tiny}
-
-
-def register(sub, commands) -> None:
-    p = sub.add_parser("diffusion", help="Stable Diffusion concept erasure: UCE, RECE, text-encoder SAE clamp")
-    ds = p.add_subparsers(dest="diffusion_command", required=True)
-
-    def model_arg(q):
-        q.add_argument("model", help="'tiny-sd', a local diffusers folder or a hub id")
-        q.add_argument("--device", default=None)
-        q.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
-                       help="load dtype (edits are solved in fp32 and cast back)")
-
-    def concept_args(q):
-        q.add_argument("--erase", action="append", help="concept(s) to erase (';'-separated or repeated)")
-        q.add_argument("--guide", default=None, help="guide concept (default: the concept's redirect_to, else '')")
-        q.add_argument("--preserve", action="append", help="concepts to preserve (';'-separated or repeated)")
-        q.add_argument("--concepts", default=None, help="concept file (JSON Lines) or 'builtin'")
-        q.add_argument("--concept", default=None)
-        q.add_argument("--steps", type=int, default=2, help="denoising steps of the generation check")
-        q.add_argument("--json", default=None)
-        q.add_argument("--html", default=None)
-        q.add_argument("--clip", default=None, help="CLIPModel folder for CLIP score (default: $WORKBENCH_CLIP; "
-                       "skipped when none)")
-
-    q = ds.add_parser("info", help="components, cross-attention layers, sites")
-    model_arg(q)
-    q.add_argument("--sites", action="store_true", help="list every site (weights with their HF names)")
-    q = ds.add_parser("edit", help="fit uce / rece (weight patch) or sae-clamp (hook patch)")
-    q.add_argument("method", choices=["uce", "rece", "sae-clamp"])
-    model_arg(q)
-    concept_args(q)
-    q.add_argument("--out", required=True)
-    q.add_argument("--set", action="append", default=[], help="hyper-parameter key=value (JSON values)")
-    q.add_argument("--verify", action="store_true")
-    q = ds.add_parser("verify", help="verify a UCE/RECE patch: K/V alignment, drift, rank, recovery, generation")
-    model_arg(q)
-    concept_args(q)
-    q.add_argument("--patch", required=True)
-    q = ds.add_parser("generate", help="generate an image (optionally with a patch or an SAE clamp)")
-    model_arg(q)
-    q.add_argument("prompt")
-    q.add_argument("--patch", default=None, help="a uce/rece or sae-clamp patch")
-    q.add_argument("--steps", type=int, default=2)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--size", type=int, default=None)
-    q.add_argument("--out", required=True)
-    q = ds.add_parser("export", help="write the edited pipeline as a diffusers folder")
-    model_arg(q)
-    q.add_argument("--patch", required=True)
-    q.add_argument("--out", required=True)
-    q = ds.add_parser("make-tiny", help="write the tiny random-weight SD pipeline as a diffusers folder")
-    q.add_argument("--out", required=True)
-    q.add_argument("--kind", default="tiny-sd", choices=["tiny-sd", "tiny-sd-minilm"])
-    q.add_argument("--seed", type=int, default=0)
-    commands["diffusion"] = cmd_diffusion

@@ -1,5 +1,5 @@
 """Streamlit plumbing shared by the dashboard pages: the shared model, the session's state and
-inline errors. Numbers come from `workbench.dashboard_support`; this module only wires widgets.
+inline errors. Numbers come from the other `workbench.app` modules; this module only wires widgets.
 
 The model is loaded once per process (`st.cache_resource`) and shared by every browser session;
 a session's concept, report, edit and verification result live in `st.session_state`, so two
@@ -29,7 +29,7 @@ def default_model() -> str:
 @contextmanager
 def inline_errors(what: str = ""):
     """Show any failure as a one-line st.error (never a traceback); the page goes on rendering."""
-    from workbench.dashboard_support import one_line
+    from workbench.app.core import one_line
     from workbench.errors import is_user_error
     try:
         yield
@@ -94,5 +94,5 @@ def need(key: str, message: str):
 
 
 def unavailable(why: str) -> None:
-    """The 'not available / not built yet' state of an optional view."""
+    """The "not available" state of an optional view (why it cannot run here)."""
     st.info(why, icon="🚧")

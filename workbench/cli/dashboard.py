@@ -11,7 +11,7 @@ from workbench.errors import UsageError
 
 def app_path() -> Path:
     """dashboards/app.py next to the workbench package (a source checkout or editable install)."""
-    path = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+    path = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dashboard app not found (run from a source checkout of the workbench)")
     return path
@@ -36,7 +36,7 @@ def streamlit_command(host: str = "127.0.0.1", port: int = 8501, headless: bool 
     """The `streamlit run` command line: loopback bind, a small upload limit, XSRF and CORS
     protection on, and a Host-header allow-list (Streamlit 1.67 checks it on the WebSocket that
     carries every session, so a page reached through a rebound DNS name cannot drive the app)."""
-    from workbench.dashboard_verify import UPLOAD_MAX_MB
+    from workbench.app.verify import UPLOAD_MAX_MB
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.address", host,
            "--server.port", str(port), "--server.headless", "true" if headless else "false",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
@@ -65,12 +65,3 @@ def cmd_dashboard(args) -> int:
         return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
         return 130
-
-
-def register(sub, commands) -> None:
-    p = sub.add_parser("dashboard", help="start the Streamlit dashboard (headless, loopback by default)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--model", default=None, help="model every new session starts with (default smollm2-135m)")
-    p.add_argument("--browser", action="store_true", help="open a browser window (not headless)")
-    commands["dashboard"] = cmd_dashboard

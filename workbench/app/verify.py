@@ -2,12 +2,10 @@
 its headline numbers and plotly figures, benchmark documents, and patches in memory (export to a
 .zip download, read an upload with its checksum checked, fingerprint check, base-intact check).
 
-Like `workbench.dashboard_support`, nothing here imports Streamlit.
+Like the rest of `workbench.app` but `ui`, nothing here imports Streamlit.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import io
 import json
 import tempfile
@@ -15,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from workbench.dashboard_support import OPTIONAL_EVIDENCE, edited
+from workbench.app.core import edited
 
 
 # ---------------------------------------------------------------------------- verify
@@ -25,11 +23,9 @@ def verify(model, concept, edit, utility_tokens: int = 1024, relearn: bool = Fal
     with edited(model):
         result = verify_edit(model, concept, edit, max_new_tokens=max_new_tokens, utility_tokens=utility_tokens,
                              relearn=relearn, parametric=parametric, leakage=leakage, fluency=fluency)
-        if ("routing_drift" not in result and model.info.n_experts
-                and importlib.util.find_spec(OPTIONAL_EVIDENCE["routing"][0]) is not None):
-            module = importlib.import_module(OPTIONAL_EVIDENCE["routing"][0])
-            if hasattr(module, "routing_drift_for_edit"):
-                result["routing_drift"] = module.routing_drift_for_edit(model, concept, edit)
+        if "routing_drift" not in result and model.info.n_experts:
+            from workbench.locate.routing import routing_drift_for_edit
+            result["routing_drift"] = routing_drift_for_edit(model, concept, edit)
     return result
 
 

@@ -1,17 +1,8 @@
 """CLI sub-commands `verify` (a patch against its concept) and `bench` (methods x concepts)."""
 from __future__ import annotations
 
+from workbench.cli.common import check_lengths, load_concepts, load_model_from_args, write_json
 from workbench.errors import UsageError
-
-
-def _concepts(path: str):
-    from workbench.cli_more import _concepts as concepts
-    return concepts(path)
-
-
-def _load(args):
-    from workbench.cli import _load as load
-    return load(args)
 
 
 def _hyper(text: str | None, methods: list[str]) -> dict:
@@ -32,16 +23,14 @@ def _hyper(text: str | None, methods: list[str]) -> dict:
 
 def cmd_verify(args) -> int:
     from workbench.concepts import get_concept
-    from workbench.paths import write_json
     from workbench.patches import load_patch
     from workbench.patches.apply import check_base
     from workbench.verify.battery import verify_edit
     from workbench.verify.bench import format_table
-    concept = get_concept(_concepts(args.concepts), args.concept)
+    concept = get_concept(load_concepts(args.concepts), args.concept)
     patch = load_patch(args.patch)                      # checksum verified here
-    model = _load(args)
-    from workbench.concepts.limits import check_prompt_lengths
-    check_prompt_lengths(model, concept)
+    model = load_model_from_args(args)
+    check_lengths(model, concept)
     check_base(patch, model)                            # fingerprints: refuse a wrong base model
     edit = patch.new_edit()
     result = verify_edit(model, concept, edit, max_new_tokens=args.max_new_tokens,
@@ -68,7 +57,6 @@ def cmd_verify(args) -> int:
     doc = {"model": model.model_id, "workbench_version": workbench.__version__, "patch": str(args.patch),
            "results": [result]}
     write_json(args.json, doc)
-    print(f"wrote {args.json}")
     return 0
 
 
@@ -82,13 +70,12 @@ def cmd_bench(args) -> int:
     for m in methods:
         get_method(m)                                   # fail fast, before loading the model
     from workbench.concepts.splits import select_split
-    pool = _concepts(args.concepts)
+    pool = load_concepts(args.concepts)
     concepts = [get_concept(pool, n) for n in args.concept] if args.concept else pool
     concepts = select_split(concepts, args.split, source=args.concepts)      # before loading the model
     hyper = _hyper(args.hyper, methods)
-    model = _load(args)
-    from workbench.concepts.limits import check_prompt_lengths
-    check_prompt_lengths(model, concepts)
+    model = load_model_from_args(args)
+    check_lengths(model, concepts)
     verify = {"relearn": args.relearn, "fluency": args.fluency, "max_new_tokens": args.max_new_tokens}
     doc = run_bench(model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
                     verify=verify, utility_tokens=args.utility_tokens, split=args.split)
@@ -97,36 +84,3 @@ def cmd_bench(args) -> int:
         print(f"FAILED {f['method']} on {f['concept']!r}: {f['error']}")
     print(f"wrote {args.json}" + (f" and {args.html}" if args.html else ""))
     return 1 if doc["failures"] and not doc["results"] else 0
-
-
-def register(sub, commands) -> None:
-    def common(p):
-        p.add_argument("model", help="embedded name, HF folder, .gguf file or hub id")
-        p.add_argument("--concepts", required=True, help="concept file (JSON Lines), 'builtin' or 'suite' (the dev/test suite)")
-        p.add_argument("--json", required=True)
-        p.add_argument("--device", default=None)
-        p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
-        p.add_argument("--max-new-tokens", type=int, default=8)
-        p.add_argument("--utility-tokens", type=int, default=4096, help="held-out tokens for perplexity/KL (0: skip)")
-
-    p = sub.add_parser("verify", help="verify a patch: forget/retain/forms, utility, trace, leakage, relearning")
-    common(p)
-    p.add_argument("--concept", required=True)
-    p.add_argument("--patch", required=True)
-    p.add_argument("--no-relearn", action="store_true")
-    p.add_argument("--no-parametric", action="store_true")
-    p.add_argument("--no-leakage", action="store_true")
-    p.add_argument("--no-fluency", action="store_true")
-    commands["verify"] = cmd_verify
-
-    p = sub.add_parser("bench", help="fit and verify methods x concepts into one report")
-    common(p)
-    p.add_argument("--concept", action="append", default=None, help="concept name (repeatable; default: all)")
-    p.add_argument("--methods", required=True, help="comma-separated method names")
-    p.add_argument("--html", default=None)
-    p.add_argument("--hyper", default=None, help='JSON {"method": {"key": value}} or a file holding it')
-    p.add_argument("--relearn", action="store_true", help="also run the relearning attack (slow)")
-    p.add_argument("--fluency", action="store_true", help="also measure generation fluency")
-    p.add_argument("--split", default=None, choices=["dev", "test", "all"],
-                   help="only the concepts of this split (defaults are chosen on dev, results quoted on test)")
-    commands["bench"] = cmd_bench
