@@ -75,3 +75,25 @@ def one_line(exc: BaseException | str, limit: int = 2000) -> str:
         return type(exc).__name__ if isinstance(exc, BaseException) else ""
     safe = "".join(c if unicodedata.category(c)[0] != "C" or c == " " else repr(c)[1:-1] for c in first)
     return safe if len(safe) <= limit else safe[: limit - 1] + "…"
+
+
+def check_known_fields(cls, d: dict, what: str, error: type[Exception] = ValueError) -> None:
+    """Refuse keys of `d` that are not fields of the dataclass `cls`, naming them and the known ones."""
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise error(f"unknown {what} {unknown}; known: {sorted(names)}")
+
+
+def read_json_file(path: str | Path, missing: str):
+    """Parse the JSON file at `path`; a missing file raises FileNotFoundError(`path: missing`), bad JSON
+    a ValueError naming the file and line."""
+    import json
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None

@@ -26,6 +26,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from workbench.errors import read_json_file
+
 __all__ = ["Entity", "World", "make_world", "concepts_for", "FORMS", "HELD_OUT_FORMS"]
 
 FORMS = ("completion", "paraphrase", "reversed", "question")
@@ -201,14 +203,7 @@ class World:
 
     @classmethod
     def load(cls, path: str | Path) -> "World":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no world file (build the model with `workbench build-moe`)")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_json_file(path, "no world file (build the model with `workbench build-moe`)"))
 
 
 def _name(rng: random.Random, syllables: int) -> str:

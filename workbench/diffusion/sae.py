@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from workbench.errors import read_json_file
 from workbench.edits.hooks import HookEdit, register_hook_kind
 from workbench.paths import atomic_path, write_json
 
@@ -261,13 +262,7 @@ class SAEClamp:
     @classmethod
     def load(cls, path: str | Path) -> "SAEClamp":
         path = Path(path)
-        meta_path = path / "clamp.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path}: not an SAE clamp (no clamp.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{meta_path}: not valid JSON ({exc.msg})") from None
+        meta = read_json_file(path / "clamp.json", "no clamp.json: not an SAE clamp")
         sae, _ = load_sae(path / "sae.safetensors")
         if sae.content_hash() != meta.get("sae_sha256"):
             raise ValueError(f"{path}: sae.safetensors does not match the hash in clamp.json")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from workbench.edits.base import Edit, Timer
-from workbench.errors import HyperParameterError
+from workbench.errors import HyperParameterError, check_known_fields
 
 
 def _literal_choices(hint) -> tuple | None:
@@ -81,10 +81,7 @@ class EditConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EditConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise HyperParameterError(f"unknown hyper-parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+        check_known_fields(cls, d, f"hyper-parameter(s) for {cls.__name__}:", HyperParameterError)
         check_hyper(cls, d)
         return cls(**d)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from workbench.errors import check_known_fields
 from workbench.models.identity import model_content_id
 from workbench.sae import store
 
@@ -49,10 +50,7 @@ class SAETrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SAETrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown SAE training option(s) {unknown}; known: {sorted(names)}")
+        check_known_fields(cls, d, "SAE training option(s)")
         return cls(**d)
 
 
