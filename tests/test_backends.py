@@ -86,6 +86,18 @@ def test_nnsight_remote_path_dry_run(model):
     assert torch.equal(cache["blocks.3.hook_resid_post"], r_cache["blocks.3.hook_resid_post"])
 
 
+def test_logit_lens_through_the_remote_path_dry_run(model):
+    """The lens with remote="local" (the NDIF code path, run here; docs/remote.md) decodes the same
+    residual streams as the hf hooks: same top tokens and answer ranks at every layer."""
+    local = model.logit_lens("The capital of France is", answer=" Paris")
+    remote = model.logit_lens("The capital of France is", answer=" Paris", remote="local")
+    assert len(remote.rows) == len(local.rows) == model.n_layers
+    for a, b in zip(local.rows, remote.rows):
+        assert a.top_tokens == b.top_tokens and a.answer_rank == b.answer_rank, a.layer
+        assert a.top_probs == b.top_probs and a.answer_prob == b.answer_prob, a.layer
+    assert local.rows[-1].answer_rank == 1                                  # the lens does see the answer
+
+
 def test_backends_share_the_hf_weights(model):
     tl, nn = model.tl(), model.nnsight()
     q = model.hf.get_parameter("model.layers.3.self_attn.q_proj.weight")

@@ -17,7 +17,7 @@ from workbench.concepts.schema import Concept, Probe
 from workbench.edits import fit_edit
 from workbench.edits.rocr import ROCRConfig
 from workbench.edits.rocr_math import (alphaedit_update, alphaedit_update_dense, key_statistics,
-                                       null_space_projector, rome_update)
+                                       null_space_projector, rome_update, through_post_norm)
 from workbench.models.hooked import HookedModel
 from workbench.patches import PatchError, load_patch
 from workbench.patches.stack import apply_stack, check_order, patch_id, revert_stack
@@ -104,6 +104,24 @@ def test_rome_update_maps_keys_exactly_and_keeps_preserved_keys():
 
 
 # ---------------------------------------------------------------------------------- tiny model: batch, sequential
+def test_post_norm_target_is_reached_through_gemmas_rmsnorm():
+    """Gemma adds RMSNorm(down_proj(k)) to the residual: the down-projection change must be solved
+    through the norm (scale-invariant), not taken to be the residual change itself."""
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+    g = torch.Generator().manual_seed(0)
+    norm = Gemma3RMSNorm(32)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(32, generator=g))
+    X = torch.randn(32, 3, generator=g) * 0.3                      # raw outputs W0 K: [d, m]
+    O = norm(X.T).T
+    goal = norm(torch.randn(3, 32, generator=g) * 5).T             # a reachable normed output
+    R = goal - O
+    D = through_post_norm(X, O, R, norm)
+    torch.testing.assert_close(norm((X + D).T).T, goal, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(norm((X + R).T).T, goal, atol=1e-2)   # the linear reading misses it
+    assert torch.allclose(through_post_norm(X, O, torch.zeros_like(R), norm), torch.zeros_like(X), atol=1e-6)
+
+
 def test_batch_is_one_edit_with_one_delta_per_layer(tiny):
     before = _state(tiny)
     edit = fit_edit("rocr", tiny, CONCEPTS, **FAST)

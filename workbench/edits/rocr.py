@@ -59,7 +59,7 @@ import torch
 from workbench.edits.base import Edit, TensorDelta
 from workbench.edits.registry import EditConfig, register
 from workbench.edits.rocr_math import (COV_SOURCES, alphaedit_update, key_statistics, multi_key_update,  # noqa: F401
-                                       null_space_projector, rank_one_update, rome_update)
+                                       null_space_projector, rank_one_update, rome_update, through_post_norm)
 
 CONTEXTS = ["{}", "I have heard about {}", "Here is a fact about {}", "People often ask about {}",
             "Let me tell you about {}", "The story of {}", "My friend talked about {}", "A question about {}",
@@ -143,16 +143,14 @@ def choose_layer(model, concept, report=None, probes: int = 3) -> tuple[int, dic
         layer = report.best_layer("causal_trace_mlp") if hasattr(report, "best_layer") else None
         if layer is not None:
             return layer, {"source": "LocalizationReport", "evidence": "causal_trace_mlp"}
-    traces = tracing.trace_concept(model, concept, kinds=("mlp",), max_probes=probes, progress=False,
-                                   last_subject_only=True)["mlp"]
-    profile = tracing.layer_profile(traces)
+    profile = tracing.layer_profile(tracing.trace_concept(model, concept, kinds=("mlp",), max_probes=probes,
+                                                          progress=False, last_subject_only=True)["mlp"])
     layer = int(torch.tensor(profile).argmax())
     return layer, {"source": "causal tracing (mlp, last subject token)", "profile": [round(x, 4) for x in profile]}
 
 
 def edit_layers(model, concept, report, cfg: ROCRConfig) -> tuple[list[int], dict]:
-    f, s, rule = family_rule(model)
-    n = model.n_layers
+    (f, s, rule), n = family_rule(model), model.n_layers
     count = cfg.n_layers or max(1, int(round(s * n)))
     if cfg.layer is not None:
         first, why = cfg.layer, {"source": "given"}
@@ -348,16 +346,15 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
     layers, why = edit_layers(model, concepts[0], report, cfg)
     preserved, record = _parent(cfg, model)
     stats = _stats(model, layers, cfg)
-    zL = layers[-1]
-    z_site = f"blocks.{zL}.hook_resid_post"
+    z_site = f"blocks.{layers[-1]}.hook_resid_post"
+    normed = model.family.mlp_out is not None and cfg.target != "mlp_out"        # Gemma: a norm after the MLP
     z_red = [r[z_site] for r in _red_last(model, items, [z_site])] if cfg.target == "unrelated" else None
     params = {L: model.param(f"blocks.{L}.mlp.W_out") for L in layers}
-    originals = {L: p.detach().clone() for L, p in params.items()}
-    deltas, details, aux = [], [], {}
+    originals, deltas, details, aux = {L: p.detach().clone() for L, p in params.items()}, [], [], {}
     try:
         for i, L in enumerate(layers):
-            key_site, post = f"blocks.{L}.mlp.hook_post", f"blocks.{L}.hook_resid_post"
-            sites = list(dict.fromkeys([key_site, z_site if cfg.target == "unrelated" else post]))
+            key_site, post, out = f"blocks.{L}.mlp.hook_post", f"blocks.{L}.hook_resid_post", f"blocks.{L}.hook_mlp_out"
+            sites = list(dict.fromkeys([key_site, z_site if cfg.target == "unrelated" else post] + [out] * normed))
             acts = _acts(model, [t for it in items for t in it.texts], sites)
             Ks = _means(acts, items, key_site)                               # per item [m, d_mlp]
             W0 = params[L].detach().float().cpu()
@@ -371,6 +368,9 @@ def fit_rocr(model, concept, report, cfg: ROCRConfig) -> Edit:
                 red = _red_last(model, items, [key_site])
                 Rs = [(W0 @ r[key_site])[:, None] - W0 @ k.T for r, k in zip(red, Ks)]
             K, R = torch.cat([k.T for k in Ks], 1), torch.cat(Rs, 1)          # [d_mlp, m], [d_model, m]
+            if normed:                                                       # R: residual space -> down_proj output
+                R = through_post_norm(W0 @ K, torch.cat([o.T for o in _means(acts, items, out)], 1), R,
+                                      model._lmod(L, model.family.mlp_out))
             Kp = preserved.get(L)
             if cfg.update == "alphaedit":
                 P = _projector(stats[L], L, cfg.nullspace_threshold)

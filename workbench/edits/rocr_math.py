@@ -53,6 +53,26 @@ def remove_span(P: torch.Tensor, K: torch.Tensor, rtol: float = 1e-10) -> torch.
     return P - Q @ Q.T
 
 
+# ---------------------------------------------------------------------------------- post-MLP norm
+@torch.no_grad()
+def through_post_norm(X: torch.Tensor, O: torch.Tensor, R: torch.Tensor, norm) -> torch.Tensor:
+    """Change of the down projection's output that moves a post-MLP RMSNorm's output by R.
+
+    Gemma 3 adds `post_feedforward_layernorm(down_proj(k))` to the residual, so a residual-space
+    target R is not a down-projection target. X, O, R: [d, m] raw outputs (W0 K), normed outputs,
+    wanted change of the normed outputs; `norm`: the RMSNorm module (its gain g [d] is its output on
+    a vector of ones). RMSNorm(x) = g x / rms(x) is scale-invariant: x* = c (O + R) / g reaches the
+    direction of O + R, not its length (|RMSNorm(x)| is fixed by g and the direction, so a post-norm
+    MLP moves the residual by a bounded amount); c keeps rms(x*) = rms(X). Returns x* − X.
+    """
+    X, O, R = X.double(), O.double(), R.double()
+    ones = torch.ones(1, X.shape[0], device=next(norm.parameters()).device)
+    g = norm(ones)[0].double().cpu()
+    U = (O + R) / torch.where(g.abs() < 1e-6, torch.full_like(g, 1e-6), g)[:, None]
+    c = X.pow(2).mean(0).sqrt() / U.pow(2).mean(0).sqrt().clamp_min(1e-30)
+    return (U * c - X).float()
+
+
 # ---------------------------------------------------------------------------------- updates
 def alphaedit_update(K: torch.Tensor, R: torch.Tensor, P: torch.Tensor, Kp: torch.Tensor | None = None,
                      L2: float = 1.0, preserve: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:

@@ -343,10 +343,10 @@ class HookedModel:
         new = out[:, inputs["input_ids"].shape[1]:]
         return [self.tokenizer.decode(row, skip_special_tokens=True) for row in new]
 
-    def logit_lens(self, prompt: str, k: int = 5, answer: str | None = None):
+    def logit_lens(self, prompt: str, k: int = 5, answer: str | None = None, remote: bool | str = False):
         """Logit lens at the last position of `prompt` over every layer (see workbench.models.lens)."""
         from workbench.models.lens import logit_lens
-        return logit_lens(self, prompt, k=k, answer=answer)
+        return logit_lens(self, prompt, k=k, answer=answer, remote=remote)
 
     # ------------------------------------------------------------------ other backends
     def tl(self):

@@ -58,9 +58,18 @@ class LogitLens:
 
 
 @torch.no_grad()
-def logit_lens(model, prompt: str, k: int = 5, answer: str | None = None) -> LogitLens:
-    """Decode the last position's hook_resid_post at every layer. `answer`'s first token is tracked."""
-    _, cache = model.run_with_cache(prompt)
+def logit_lens(model, prompt: str, k: int = 5, answer: str | None = None, remote: bool | str = False) -> LogitLens:
+    """Decode the last position's hook_resid_post at every layer. `answer`'s first token is tracked.
+
+    `remote`: capture the residual streams with one nnsight trace instead of the hf hooks (True:
+    on NDIF, "local": nnsight's local dry run of the remote path; docs/remote.md); the decoding
+    (final norm + unembedding) runs here either way.
+    """
+    if remote:
+        from workbench.models.backends import nnsight_run_with_cache
+        _, cache = nnsight_run_with_cache(model, prompt, remote=remote)
+    else:
+        _, cache = model.run_with_cache(prompt)
     answer_id = None
     if answer is not None:
         ids = model.tokenizer(answer, add_special_tokens=False)["input_ids"]
