@@ -86,12 +86,15 @@ def cmd_bench(args) -> int:
     concepts = [get_concept(pool, n) for n in args.concept] if args.concept else pool
     concepts = select_split(concepts, args.split, source=args.concepts)      # before loading the model
     hyper = _hyper(args.hyper, methods)
-    model = _load(args)
-    from workbench.concepts.limits import check_prompt_lengths
-    check_prompt_lengths(model, concepts)
     verify = {"relearn": args.relearn, "fluency": args.fluency, "max_new_tokens": args.max_new_tokens}
-    doc = run_bench(model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
-                    verify=verify, utility_tokens=args.utility_tokens, split=args.split)
+    from workbench.verify.sweep import bench_with_ray
+    doc = bench_with_ray(args, concepts, methods, hyper, verify)        # None without --ray
+    if doc is None:
+        model = _load(args)
+        from workbench.concepts.limits import check_prompt_lengths
+        check_prompt_lengths(model, concepts)
+        doc = run_bench(model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
+                        verify=verify, utility_tokens=args.utility_tokens, split=args.split, resume=not args.restart)
     print(format_table(doc["results"]))
     for f in doc["failures"]:
         print(f"FAILED {f['method']} on {f['concept']!r}: {f['error']}")
@@ -129,4 +132,6 @@ def register(sub, commands) -> None:
     p.add_argument("--fluency", action="store_true", help="also measure generation fluency")
     p.add_argument("--split", default=None, choices=["dev", "test", "all"],
                    help="only the concepts of this split (defaults are chosen on dev, results quoted on test)")
+    from workbench.verify.sweep import add_arguments
+    add_arguments(p)                                    # --ray [ADDRESS], its resources, --restart
     commands["bench"] = cmd_bench
