@@ -165,8 +165,9 @@ def _run_tasks(ray, report, todo, by_name, hyper, vkw, progress, keep_going, spe
 def add_arguments(p) -> None:
     """The `workbench bench` flags of a Ray sweep (and --restart, which the in-process sweep honours too)."""
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run each (concept, method) pair as a Ray task: on a local cluster without ADDRESS, "
-                        "else on the cluster at ADDRESS (e.g. auto, ray://head:10001); needs the [ray] extra")
+                   help="run each (concept, method) pair as a Ray task, merged into the same --json report: on a "
+                        "local cluster without ADDRESS, else on the cluster at ADDRESS (auto, ray://head:10001); "
+                        "needs the [ray] extra: pip install 'concept-workbench[ray]'")
     p.add_argument("--ray-num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)")
     p.add_argument("--ray-cpus-per-task", type=float, default=1.0, help="CPUs each task requests (default 1)")
     p.add_argument("--ray-gpus-per-task", type=float, default=0.0, help="GPUs each task requests (default 0)")
