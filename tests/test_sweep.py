@@ -157,13 +157,20 @@ def test_cli_ray_flags_fail_in_one_line(monkeypatch, capsys, tmp_path):
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1 and words in err, (extra, err)
     assert not (tmp_path / "b.json").exists()
+    garbage = tmp_path / "old.json"                              # resuming: refused before any model loads
+    garbage.write_text("[1, 2")
+    rc = main(base[:-1] + [str(garbage)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "not a benchmark report" in err and "--restart" in err
+    assert garbage.read_text() == "[1, 2"
 
 
 # ------------------------------------------------------------------ Ray: a local cluster of 2 workers
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")        # `make setup` installs the [ray] extra, so CI runs these
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    from workbench.verify.sweep import init_ray
+    init_ray(ray, num_cpus=2)
     yield ray
     ray.shutdown()
 

@@ -87,8 +87,8 @@ def cmd_bench(args) -> int:
     concepts = select_split(concepts, args.split, source=args.concepts)      # before loading the model
     hyper = _hyper(args.hyper, methods)
     verify = {"relearn": args.relearn, "fluency": args.fluency, "max_new_tokens": args.max_new_tokens}
-    from workbench.verify.sweep import bench_with_ray
-    doc = bench_with_ray(args, concepts, methods, hyper, verify)        # None without --ray
+    from workbench.verify.sweep import sweep_from_args
+    doc = sweep_from_args(args, concepts, methods, hyper, verify)       # None without --ray
     if doc is None:
         model = _load(args)
         from workbench.concepts.limits import check_prompt_lengths

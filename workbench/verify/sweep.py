@@ -70,20 +70,33 @@ def _task_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {one_line(exc)}"
 
 
-def _connect(ray, address: str | None, num_cpus: int | None) -> bool:
-    """Connect to `address`, or start a local cluster of `num_cpus` CPUs; True when this call started it."""
-    if ray.is_initialized():
-        return False                               # the caller's own session (e.g. a notebook): use it as is
+def init_ray(ray, address: str | None = None, num_cpus: int | None = None, attempts: int = 3) -> None:
+    """`ray.init`: connect to `address`, or start a local cluster of `num_cpus` CPUs (local workers
+    inherit this process's environment: WORKBENCH_HOME, ...). Ray gives a new local node 30 s to
+    register, which a loaded machine can miss: a local start is tried `attempts` times. A failure is
+    one line (UsageError)."""
     kw = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     if address is None:
-        kw["num_cpus"] = num_cpus                   # local workers inherit this environment (WORKBENCH_HOME, ...)
+        kw["num_cpus"] = num_cpus
     elif num_cpus is not None:
         raise UsageError("--ray-num-cpus sizes a local cluster; a cluster at an address has its own")
-    try:
-        ray.init(address=address, **kw)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
-        raise UsageError(f"--ray: cannot start or reach {where}: {one_line(exc)}") from None
+    for _ in range(1 if address else attempts):
+        try:
+            ray.init(address=address, **kw)
+            return
+        except Exception as exc:                    # ray.init raises bare Exception on a start-up timeout
+            ray.shutdown()
+            error = exc
+    where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
+    raise UsageError(f"--ray: cannot start or reach {where}: {one_line(error)}") from None
+
+
+def _connect(ray, address: str | None, num_cpus: int | None) -> bool:
+    """`init_ray` unless a Ray session is open already (the caller's own, e.g. a notebook, used as it
+    is); True when this call started one."""
+    if ray.is_initialized():
+        return False
+    init_ray(ray, address, num_cpus)
     return True
 
 
@@ -107,6 +120,8 @@ def run_bench_ray(model: str, concepts: Sequence, methods: Sequence[str], hyper:
     if not cpus_per_task > 0 or not gpus_per_task >= 0:
         raise UsageError(f"--ray-cpus-per-task must be > 0 and --ray-gpus-per-task >= 0 "
                          f"(got {cpus_per_task}, {gpus_per_task})")
+    if str(device or "").startswith("cuda") and not gpus_per_task:
+        raise UsageError(f"--device {device}: a Ray task sees no GPU unless it requests one (--ray-gpus-per-task)")
     if num_cpus is not None and num_cpus < 1:
         raise UsageError(f"--ray-num-cpus {num_cpus}: must be at least 1")
     ray = import_ray()
@@ -175,13 +190,17 @@ def add_arguments(p) -> None:
                    help="rerun every pair (default: resume, keeping the finished pairs an existing --json holds)")
 
 
-def bench_with_ray(args, concepts, methods, hyper, verify) -> dict:
-    """`workbench bench ... --ray [ADDRESS]` (the CLI's caller of `run_bench_ray`)."""
+def sweep_from_args(args, concepts, methods, hyper, verify) -> dict | None:
+    """`workbench bench`: check the Ray flags and an existing --json report (before any model loads);
+    with --ray [ADDRESS] run the sweep on Ray and return its document, without it return None."""
     given = [f for f, v, d in (("--ray-num-cpus", args.ray_num_cpus, None), ("--ray-cpus-per-task",
              args.ray_cpus_per_task, 1.0), ("--ray-gpus-per-task", args.ray_gpus_per_task, 0.0)) if v != d]
+    if args.ray is None and given:
+        raise UsageError(f"{given[0]} needs --ray")
+    if not args.restart:
+        from workbench.verify.resume import read_report
+        read_report(args.json)                      # a file that is not a report: refused now, not after loading
     if args.ray is None:
-        if given:
-            raise UsageError(f"{given[0]} needs --ray")
         return None
     return run_bench_ray(args.model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
                          verify=verify, utility_tokens=args.utility_tokens, split=args.split,
