@@ -133,7 +133,16 @@ TABLE: dict[str, Cmd] = {
         A("--relearn", action="store_true", help="also run the relearning attack (slow)"),
         A("--fluency", action="store_true", help="also measure generation fluency"),
         A("--split", default=None, choices=["dev", "test", "all"],
-          help="only the concepts of this split (defaults are chosen on dev, results quoted on test)"))),
+          help="only the concepts of this split (defaults are chosen on dev, results quoted on test)"),
+        A("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+          help="run each (concept, method) pair as a Ray task, merged into the same --json report: on a "
+               "local cluster without ADDRESS, else on the cluster at ADDRESS (auto, ray://head:10001); "
+               "needs the [ray] extra: pip install 'concept-workbench[ray]'"),
+        A("--ray-num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)"),
+        A("--ray-cpus-per-task", type=float, default=1.0, help="CPUs each task requests (default 1)"),
+        A("--ray-gpus-per-task", type=float, default=0.0, help="GPUs each task requests (default 0)"),
+        A("--restart", action="store_true",
+          help="rerun every pair (default: resume, keeping the finished pairs an existing --json holds)"))),
     "wagle": Cmd("weight attribution scores and masks (WAGLE)", dest="wagle_cmd", sub={
         "scores": Cmd("per-weight attribution; writes per-module / per-layer / per-unit aggregates",
                       "wagle:cmd_wagle", (*_SCORES, A("--json", required=True))),

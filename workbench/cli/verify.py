@@ -74,11 +74,14 @@ def cmd_bench(args) -> int:
     concepts = [get_concept(pool, n) for n in args.concept] if args.concept else pool
     concepts = select_split(concepts, args.split, source=args.concepts)      # before loading the model
     hyper = _hyper(args.hyper, methods)
-    model = load_model_from_args(args)
-    check_lengths(model, concepts)
     verify = {"relearn": args.relearn, "fluency": args.fluency, "max_new_tokens": args.max_new_tokens}
-    doc = run_bench(model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
-                    verify=verify, utility_tokens=args.utility_tokens, split=args.split)
+    from workbench.verify.sweep import sweep_from_args
+    doc = sweep_from_args(args, concepts, methods, hyper, verify)       # None without --ray
+    if doc is None:
+        model = load_model_from_args(args)
+        check_lengths(model, concepts)
+        doc = run_bench(model, concepts, methods, hyper=hyper, json_out=args.json, html_out=args.html,
+                        verify=verify, utility_tokens=args.utility_tokens, split=args.split, resume=not args.restart)
     print(format_table(doc["results"]))
     for f in doc["failures"]:
         print(f"FAILED {f['method']} on {f['concept']!r}: {f['error']}")

@@ -9,70 +9,65 @@ from __future__ import annotations
 from typing import Sequence
 
 from workbench.reporting import write_html  # noqa: F401 (re-exported: the bench's page writer)
-from workbench.verify.battery import validate_report, validate_result, verify_edit
+from workbench.verify.battery import validate_report, validate_result, verify_edit  # noqa: F401 (re-exported)
+from workbench.verify.resume import NOT_KNOWN_BELOW  # noqa: F401 (re-exported)
 
-__all__ = ["run_bench", "bench_figures", "write_html", "validate_report", "validate_result", "format_table",
+__all__ = ["run_bench", "check_grid", "bench_figures", "write_html", "validate_report", "validate_result", "format_table",
            "compact_table"]
 
 CHEAP_VERIFY = {"relearn": False, "fluency": False}
-NOT_KNOWN_BELOW = 0.5     # concepts whose forget hit before the edit is lower are listed in doc["not_known"]
 
 
 def run_bench(model, concepts: Sequence, methods: Sequence[str], hyper: dict[str, dict] | None = None,
               json_out=None, html_out=None, progress: bool = True, verify: dict | None = None,
-              utility_tokens: int = 4096, keep_going: bool = True, split: str | None = None) -> dict:
+              utility_tokens: int = 4096, keep_going: bool = True, split: str | None = None,
+              resume: bool = False) -> dict:
     """Fit and verify each method on each concept.
 
     hyper: {method: {hyper-parameter: value}}. verify: keyword arguments for `verify_edit`
     (default: no relearning and no fluency, to keep time down). Perplexity/KL are measured on
     `utility_tokens` held-out tokens. keep_going=False re-raises a failing fit. `json_out` is
-    rewritten (atomically) after every pair, so an interrupted run keeps what it measured.
+    rewritten (atomically) after every pair, so an interrupted run keeps what it measured;
+    resume=True keeps the results an earlier run left in `json_out` and does not rerun those pairs
+    (`workbench.verify.resume`; `workbench bench` resumes unless given --restart).
     split: "dev" | "test" keeps only the concepts of that split (workbench.concepts.splits) and is
     recorded in the document. Each result also records the concept's `split` and the edit's `fit`
-    provenance (source, n_forget, n_retain, overlap_with_eval).
-    Returns {"model", "workbench_version", "split", "results": [...], "failures": [...]}.
+    provenance (source, n_forget, n_retain, overlap_with_eval). Results are in grid order
+    (concept-major). The same sweep on a Ray cluster: `workbench.verify.sweep.run_bench_ray`.
+    Returns {"model", "workbench_version", "split", "results": [...], "failures": [...], "not_known"}.
     """
-    import workbench
     from tqdm.auto import tqdm
-    from workbench.edits import fit_edit, get_method
+    from workbench.concepts.splits import select_split
+    from workbench.verify.resume import ReportBuilder, finished_results, run_pair
+    hyper = check_grid(methods, hyper)
+    concepts = select_split(concepts, split)
+    vkw = {**CHEAP_VERIFY, "utility_tokens": utility_tokens, **(verify or {})}
+    by_name = {c.name: c for c in concepts}
+    keys = [(c.name, m) for c in concepts for m in methods]
+    finished = finished_results(json_out, model.model_id, split, hyper, vkw.get("max_new_tokens")) \
+        if json_out and resume else []
+    report = ReportBuilder(model.model_id, split, keys, finished, json_out)
+    todo = report.todo()
+    if progress and len(todo) < len(keys):
+        print(f"resuming {json_out}: {len(keys) - len(todo)} of {len(keys)} pairs already finished")
+    for name, method in tqdm(todo, desc="bench", disable=not progress):
+        report.add(*run_pair(model, by_name[name], method, hyper.get(method, {}), vkw, keep_going))
+    doc = report.finish()
+    if html_out:
+        write_html(html_out, bench_figures(doc), title="Concept Workbench benchmark", table=format_table(doc["results"]))
+    return doc
+
+
+def check_grid(methods: Sequence[str], hyper: dict[str, dict] | None) -> dict[str, dict]:
+    """Fail fast on unknown method names and on hyper-parameters for methods not in the grid."""
+    from workbench.edits import get_method
     hyper = hyper or {}
-    for m in methods:                                     # fail fast on unknown names
+    for m in methods:
         get_method(m)
     unknown = sorted(set(hyper) - set(methods))
     if unknown:
         raise ValueError(f"hyper-parameters given for method(s) not benchmarked: {unknown}")
-    from workbench.concepts.splits import select_split
-    concepts = select_split(concepts, split)
-    vkw = {**CHEAP_VERIFY, "utility_tokens": utility_tokens, **(verify or {})}
-    doc = {"model": model.model_id, "workbench_version": workbench.__version__, "split": split or "all",
-           "results": [], "failures": []}
-    pairs = [(c, m) for c in concepts for m in methods]
-    for concept, method in tqdm(pairs, desc="bench", disable=not progress):
-        try:
-            edit = fit_edit(method, model, concept, **hyper.get(method, {}))
-        except (ValueError, RuntimeError, FloatingPointError) as exc:
-            if not keep_going:
-                raise
-            doc["failures"].append({"concept": concept.name, "method": method, "error": str(exc)})
-        else:
-            result = verify_edit(model, concept, edit, **vkw)
-            result.setdefault("split", concept.split)
-            result.setdefault("fit", edit.provenance.get("fit"))
-            doc["results"].append(result)
-        if json_out:
-            from workbench.paths import write_json
-            write_json(json_out, validate_report(doc))
-    known = {}
-    for r in doc["results"]:
-        known[r["concept"]] = r["forget"]["hit_before"]
-    doc["not_known"] = sorted(n for n, h in known.items() if h is not None and h < NOT_KNOWN_BELOW)
-    if json_out:
-        from workbench.paths import write_json
-        write_json(json_out, validate_report(doc))
-    validate_report(doc)
-    if html_out:
-        write_html(html_out, bench_figures(doc), title="Concept Workbench benchmark", table=format_table(doc["results"]))
-    return doc
+    return hyper
 
 
 def bench_figures(doc: dict) -> list:
