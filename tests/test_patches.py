@@ -11,7 +11,7 @@ from workbench.edits.base import Edit, TensorDelta
 from workbench.patches import (PatchError, apply_patch, apply_patch_to_folder, export_hf, export_peft,
                                inspect_patch, load_patch, read_manifest, revert_patch, save_patch,
                                tensor_fingerprint)
-from workbench.patches import format as patch_format
+from workbench.patches import save as patch_save
 
 transformers = pytest.importorskip("transformers")
 
@@ -273,8 +273,8 @@ def test_nothing_left_behind_on_failure(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(patch_format.Path, "write_bytes", boom)       # the folder's files
-    monkeypatch.setattr(patch_format.zipfile.ZipFile, "writestr", boom)  # the zip's members
+    monkeypatch.setattr(patch_save.Path, "write_bytes", boom)       # the folder's files
+    monkeypatch.setattr(patch_save.zipfile.ZipFile, "writestr", boom)  # the zip's members
     for name in ("p", "p.zip"):
         with pytest.raises(PatchError, match="disk full"):
             save_patch(edit, tmp_path / name, model=model)
