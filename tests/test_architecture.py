@@ -17,11 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "workbench"
 MAX_LINES = 400
-# TODO(#17): split these; they may shrink but not grow (lines today).
-TOO_LONG = {
-    "workbench/diffusion/sae.py": 426,
-    "workbench/edits/rocr.py": 410,
-}
+# Modules allowed over MAX_LINES while they are split (they may shrink, not grow): none today.
+TOO_LONG: dict[str, int] = {}
 
 
 def module_files() -> dict[str, Path]:

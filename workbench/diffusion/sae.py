@@ -35,25 +35,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from workbench.errors import read_json_file
+from workbench.diffusion.prompts import (HELD_OUT_TEMPLATES, SUBJECTS, TEMPLATES,  # noqa: F401 (re-exported)
+                                          general_prompts, prompts_for)
 from workbench.edits.hooks import HookEdit, register_hook_kind
+from workbench.errors import read_json_file
 from workbench.paths import atomic_path, write_json
-
-TEMPLATES = ("a painting by {}", "a photo of {}", "{} style artwork", "an illustration in the style of {}",
-             "a portrait of {}", "a landscape painted by {}", "{}", "a picture of {} at night",
-             "a pencil sketch by {}", "a poster showing {}", "{} on a sunny day", "an oil painting of {}")
-HELD_OUT_TEMPLATES = ("a famous work by {}", "{}, highly detailed", "a museum print of {}", "digital art of {}")
-SUBJECTS = ("Claude Monet", "Pablo Picasso", "Rembrandt", "Salvador Dali", "Frida Kahlo", "Andy Warhol",
-            "Leonardo da Vinci", "Michelangelo", "Henri Matisse", "Edvard Munch", "Gustav Klimt", "Hokusai",
-            "a dog", "a cat", "a horse", "an apple", "a red car", "a bicycle", "a mountain lake", "the ocean",
-            "a city street", "a forest", "a castle", "a spaceship", "a robot", "a bowl of fruit", "a garden",
-            "a lighthouse", "a train station", "a snowy village", "a teacup", "a violin", "an old man",
-            "a young woman", "a child playing", "a wooden bridge", "a desert", "a waterfall", "the moon",
-            "a sailboat", "a tiger", "an owl", "a bouquet of roses", "a chess board", "a market square")
-
-
-def prompts_for(subjects, templates=TEMPLATES) -> list[str]:
-    return [t.format(s) for s in subjects for t in templates]
 
 
 # ---------------------------------------------------------------------------------- the SAE
@@ -353,14 +339,6 @@ def default_site(model) -> str:
     """The reference's depth: output of layer 8 of a 12-layer text encoder, round(2n/3) of n."""
     n = int(model.text_encoder.config.num_hidden_layers)
     return f"text.blocks.{min(n - 1, round(ITD_LAYER / ITD_DEPTH * n))}.hook_resid_post"
-
-
-def general_prompts(exclude=()) -> list[str]:
-    """The general SAE training corpus: SUBJECTS × TEMPLATES (+ the empty prompt), minus any
-    subject in `exclude` (case-insensitive substring either way)."""
-    ex = [e.casefold() for e in exclude if e]
-    keep = [s for s in SUBJECTS if not any(e in s.casefold() or s.casefold() in e for e in ex)]
-    return prompts_for(keep) + [""]
 
 
 def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, site: str | None = None,

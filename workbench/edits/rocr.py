@@ -1,28 +1,7 @@
 """ROCR — Rank-One Concept Redirection (Ye, Zhang, Wu 2025, "LLM Unlearning Should Be
 Form-Independent", arXiv 2506.07795), as published, plus the workbench's earlier ROME variant.
 
-What the official code does (Acruxos/ORT, LLaMA-Factory/src/llmtuner/train/rocr/, read at 38cc704):
-* request: subject = the target's name, prompt "{}.", one request per run (`workflow.py`).
-* contexts (`rocr_main.get_context_templates`): the chat template of one user turn
-  "<starter> {}" for the starters "", "Please answer the question about", "Choose the best answer
-  about", "Write the answer about", "Tell me about", "Write something about" (6 contexts), with
-  generation prompt and "Answer:" appended; the request prompt "{}." fills the slot.
-* keys (`compute_ks.py`): input of `mlp.down_proj` at the subject's last token ("fact_token":
-  "subject_last") in each chat context, averaged over the contexts: one key per request.
-* value target, mode "unrelated" (`compute_z.compute_z_unrelated`): z = the output of decoder layer
-  z_layer = the last edited layer at the last token of a fixed other subject ("Donald Trump") in the
-  first chat context; no optimisation. The current z is read at the subject in the bare prompt "{}.".
-* spread (`apply_rocr_to_model`, MEMIT-style): for each edited layer i in order, keys are recomputed
-  on the model updated so far, the residual z − z_current is recomputed at z_layer and divided by the
-  layers left (len(layers) − i), and the update is
-      ΔWᵀ = solve(P_i (K Kᵀ + cache_c_i) + L2·I, P_i K residᵀ)              (AlphaEdit's form)
-  applied at once; cache_c (K_p K_pᵀ of earlier edits) starts at 0 each run and gets K Kᵀ added
-  after all layers are written (keys recomputed on the edited model).
-* P (`workflow.get_project`): eigenvectors of C = E[k kᵀ] (uncentered second moment of down_proj
-  inputs, `layer_stats`, float32) with singular value < nullspace_threshold = 2e-2; P = U_s U_sᵀ.
-  C from 100,000 Wikipedia articles ("mom2_n_samples": 100000), cached per layer.
-* hparams: L2 = 1 (gpt2-xl 10); layers [4,5,6] of 32 for Llama-3-8B-Instruct and Mistral-7B,
-  [4..8] of 28 for Qwen2.5-7B, [4..8] of 32 for Phi-3-mini, [13..17] of 48 for gpt2-xl.
+What the official code does (Acruxos/ORT, read at 38cc704), step by step: docs/rocr.md, "The reference".
 
 This implementation (`update="alphaedit"`, the published update; `update="rome"`: the earlier
 workbench form ΔW = R (KᵀC⁻¹K)⁻¹KᵀC⁻¹, exact on the keys):
