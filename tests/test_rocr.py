@@ -287,3 +287,16 @@ def test_cli_batch_edit_and_stack_order(tmp_path):
 def test_config_round_trip_keeps_parent_as_text():
     cfg = ROCRConfig(layer=4, n_layers=2, parent="p1.patch")
     assert ROCRConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_projector_cache_never_returns_another_models_projector():
+    """The null-space projector is cached per statistics object; a freed object's id() is reused by
+    the next one (CPython), so the cache must not hand a 6-dim model the 4-dim model's P."""
+    from workbench.edits.rocr import _projector
+    for i in range(40):
+        d = 4 if i % 2 else 6
+        C = torch.eye(d, dtype=torch.float64) * torch.linspace(1e-3, 1.0, d, dtype=torch.float64)
+        S, U = torch.linalg.eigh(C)
+        P = _projector({"U": U, "S": S}, 0, 2e-2)
+        assert P.shape == (d, d)
+        del C, S, U, P

@@ -294,12 +294,14 @@ _P_CACHE: dict = {}
 
 
 def _projector(stats: dict, L: int, threshold: float) -> torch.Tensor:
+    # The entry holds U itself: an id() alone is reused once U is freed (another model's P came back).
     key = (id(stats["U"]), L, threshold)
-    if key not in _P_CACHE:
+    hit = _P_CACHE.get(key)
+    if hit is None or hit[0] is not stats["U"]:
         if len(_P_CACHE) > 16:
             _P_CACHE.clear()
-        _P_CACHE[key] = null_space_projector(stats["U"], stats["S"], threshold)
-    return _P_CACHE[key]
+        hit = _P_CACHE[key] = (stats["U"], null_space_projector(stats["U"], stats["S"], threshold))
+    return hit[1]
 
 
 _STATS: dict = {}
