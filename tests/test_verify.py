@@ -217,13 +217,13 @@ def test_mia_auc_half_for_identical_sets_and_high_after_fitting_members(tiny_lm)
 
 
 def test_relearning_trains_on_fit_texts_only(tiny_lm, monkeypatch):
-    from workbench.edits import unlearn
+    from workbench import training
     from workbench.edits.base import Edit
     from workbench.verify.attacks import relearning_attack
     concept = _tiny_concept()
     seen = []
-    real = unlearn.probe_batch
-    monkeypatch.setattr(unlearn, "probe_batch", lambda model, probes: seen.extend(probes) or real(model, probes))
+    real = training.probe_batch
+    monkeypatch.setattr(training, "probe_batch", lambda model, probes: seen.extend(probes) or real(model, probes))
     saved = {n: p.detach().clone() for n, p in tiny_lm.hf.named_parameters()}
     edit = Edit(method="none", model_id="tiny-llama", concept=concept.name)
     r = relearning_attack(tiny_lm, concept, edit, MEMBERS[:4], steps=4, lr=1e-2, curve=(0, 2, 4), batch_size=2,
