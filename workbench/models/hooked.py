@@ -262,6 +262,11 @@ class HookedModel:
             raise SiteError(f"site {name!r} is a weight, not an activation; use model.param()")
         return handles
 
+    def add_hook(self, name: str, fn: HookFn) -> list:
+        """Route site `name`'s activation through fn(activation, site) -> replacement | None; returns
+        the PyTorch handles (remove them to uninstall). The protocol every hooked model kind shares."""
+        return self._hook_points(self.site(name), fn)
+
     @contextmanager
     def hooks(self, hooks: Iterable[tuple[str, HookFn]]):
         """Scoped hooks: `with model.hooks([(site, fn), ...]): ...`.

@@ -188,6 +188,26 @@ class SAEHandle:
         return self.sae.decode(f)
 
 
+def topk_sae(d_in: int, d_sae: int, k: int, hook_name: str, state: dict[str, torch.Tensor] | None = None):
+    """An inference sae-lens TopK SAE (fp32, cpu) of these sizes; `state`: its tensors (W_enc [d_in, d_sae],
+    b_enc, W_dec [d_sae, d_in], b_dec), loaded strictly (a missing, extra or mis-shaped tensor raises)."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+    for name, v in (("d_in", d_in), ("d_sae", d_sae), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SAEStoreError(f"TopK SAE {name}={v!r} must be a positive integer")
+    if k > d_sae:
+        raise SAEStoreError(f"TopK SAE k={k} exceeds its width d_sae={d_sae}")
+    sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, dtype="float32", device="cpu",
+                                metadata=SAEMetadata(hook_name=hook_name)))
+    if state is not None:
+        try:
+            sae.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise SAEStoreError(f"TopK SAE tensors do not fit d_in={d_in}, d_sae={d_sae}: {exc}") from None
+    return sae.requires_grad_(False).eval()
+
+
 def weights_sha256(sae) -> str:
     """sha256 over the sorted (name, tensor fingerprint) pairs of the SAE's state dict."""
     from workbench.fingerprint import tensor_fingerprint
