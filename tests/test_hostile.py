@@ -787,6 +787,9 @@ def test_stack_revert_refuses_a_checkpoint_that_does_not_carry_the_stack(stack, 
         rc, _, err = cli(["patch", "revert", p1, p2, "--model", folder, "--out", base.parent / "out"], capsys)
         assert_cli_refused(rc, err, "does not carry this patch")
         assert snapshot(base.parent) == before
+    with pytest.raises(PatchError) as e:                        # carries P1 once: [P1, P1] is no stack of it
+        revert_stack_folder([p1, p1], p1.parent / "p1-only", base.parent / "out")
+    assert "cannot follow" in one_line(e) and snapshot(base.parent) == before
 
 
 def test_stack_revert_of_a_patched_checkpoint_restores_the_base(stack):

@@ -120,13 +120,16 @@ def stacked_patched_fingerprints(patches: list[Patch]) -> dict[str, str]:
     """{tensor: fingerprint} of a checkpoint carrying the whole stack: for each tensor, the patched
     fingerprint recorded by the last patch that touches it (later patches leave it alone)."""
     out: dict[str, str] = {}
-    for p in patches:
+    for k, p in enumerate(patches):
         pf = p.patched_fingerprints or {}
         for d in p.edit.deltas:
             if d.name not in pf:
                 raise PatchError(f"{_label(p)}: an older patch without patched_fingerprints, so the checkpoint "
                                  "cannot be checked before subtracting; pass --unverified to subtract anyway")
-            out[d.name] = pf[d.name]
+            if d.name in out and p.fingerprints.get(d.name) != out[d.name]:
+                raise PatchError(f"{_label(p)} cannot follow {_label(patches[k - 1])}: it was not fitted on the "
+                                 f"state they leave {d.name} in (the same patch twice, or another order)")
+        out.update({d.name: pf[d.name] for d in p.edit.deltas})
     return out
 
 
