@@ -462,6 +462,16 @@ def test_replacing_a_patch_folder_is_one_rename_and_stale_temps_go(tmp_path):
     assert (target / MANIFEST).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_replacing_a_patch_folder_never_leaves_the_target_missing(tmp_path, monkeypatch):
+    """The replace is one atomic exchange (renameat2), not rename-away-then-rename-in."""
+    model, edit = tiny_llama(0), low_rank_edit()
+    target = save_patch(edit, tmp_path / "p", model=model)
+    monkeypatch.setattr(Path, "rename", lambda *a, **k: pytest.fail("the folder was replaced by two renames"))
+    save_patch(low_rank_edit(scale=0.2), target, model=model)
+    assert load_patch(target).edit.deltas[1].delta.abs().max() > low_rank_edit().deltas[1].delta.abs().max()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
 # ------------------------------------------------------------------ 7. one-line errors, not tracebacks
 def test_deeply_nested_json_is_one_line(tmp_path, patch_dir, capsys):
     from workbench.concepts import ConceptFileError, parse_concepts
@@ -586,7 +596,7 @@ def test_clamp_wrong_width_and_wrong_layer_refused(clamp):
 
 @pytest.mark.parametrize("key,value,needle", [("gate", "yes", "gate"), ("gate", [1], "gate"),
                                               ("scale", "big", "scale"), ("mode", "explode", "mode"),
-                                              ("norm_limit", -1, "norm_limit")])
+                                              ("norm_limit", -1, "norm_limit"), ("error_term", "no", "error_term")])
 def test_clamp_field_types_checked_at_load(clamp, key, value, needle):
     _, path, _ = clamp
     forge(path, lambda m: m["hooks"][0].update({key: value}))
@@ -740,6 +750,175 @@ def test_streamlit_refuses_a_rebound_host_header_live():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------ audit: stacks, fit, SAEs, diffusion CLI, uploads
+@pytest.fixture()
+def stack(tmp_path):
+    """(base folder, P1, P2 fitted on top of P1, folder patched with P1 + P2, tiny base model)."""
+    from workbench.patches.stack import apply_stack, on_top_of, revert_stack
+    model = tiny_llama(0)
+    model.save_pretrained(tmp_path / "base")
+    e1 = low_rank_edit()
+    e1.deltas = e1.deltas[:1]                                  # P1: DOWN0 only
+    p1 = save_patch(e1, tmp_path / "p1", model=model)
+    applied = apply_stack([p1], model)
+    e2 = low_rank_edit(scale=0.05, concept="Japan")            # P2: DOWN0 again (on top of P1) and UP1
+    on_top_of(e2, p1, model)
+    p2 = save_patch(e2, tmp_path / "p2", model=model)
+    revert_stack(applied, model)
+    edits = apply_stack([p1, p2], model)
+    patched = export_hf(edits[-1], model, tmp_path / "patched")
+    revert_stack(edits, model)
+    return tmp_path / "base", p1, p2, patched, model
+
+
+def test_stack_revert_refuses_a_checkpoint_that_does_not_carry_the_stack(stack, capsys):
+    from workbench.patches.stack import revert_stack_folder
+    base, p1, p2, patched, _ = stack
+    before = snapshot(base.parent)
+    for folder in (base, p1.parent / "p1-only"):
+        if folder != base:                                       # carries P1 only, not P2
+            export_hf(p1, tiny_llama(0), folder)
+            before = snapshot(base.parent)
+        with pytest.raises(PatchError) as e:
+            revert_stack_folder([p1, p2], folder, base.parent / "out")
+        assert "does not carry this patch" in one_line(e)
+        rc, _, err = cli(["patch", "revert", p1, p2, "--model", folder, "--out", base.parent / "out"], capsys)
+        assert_cli_refused(rc, err, "does not carry this patch")
+        assert snapshot(base.parent) == before
+    with pytest.raises(PatchError) as e:                        # carries P1 once: [P1, P1] is no stack of it
+        revert_stack_folder([p1, p1], p1.parent / "p1-only", base.parent / "out")
+    assert "cannot follow" in one_line(e) and snapshot(base.parent) == before
+
+
+def test_stack_revert_of_a_patched_checkpoint_restores_the_base(stack):
+    from workbench.patches.stack import revert_stack_folder
+    base, p1, p2, patched, model = stack
+    out, _exact = revert_stack_folder([p1, p2], patched, base.parent / "reverted")
+    reverted = transformers.AutoModelForCausalLM.from_pretrained(out)
+    for n in (DOWN0, UP1):
+        assert torch.allclose(reverted.get_parameter(n), model.get_parameter(n), atol=1e-6)
+    (base.parent / "mine").mkdir()
+    (base.parent / "mine" / "keep.txt").write_text("x")
+    before = snapshot(base.parent)
+    with pytest.raises(PatchError) as e:                        # the output is checked before the load
+        revert_stack_folder([p1, p2], patched, base.parent / "mine")
+    assert "refusing to replace" in one_line(e) and snapshot(base.parent) == before
+
+
+def test_stack_apply_checks_out_before_loading_the_model(stack, capsys, no_model_load):
+    base, p1, p2, _, _ = stack
+    (base.parent / "notes.txt").write_text("mine")
+    rc, _, err = cli(["patch", "apply", p1, p2, "--model", "smollm2-135m", "--out", base.parent / "notes.txt"], capsys)
+    assert_cli_refused(rc, err, "refusing to replace")
+    assert (base.parent / "notes.txt").read_text() == "mine"
+
+
+def test_fit_texts_have_the_character_ceiling():
+    from workbench.concepts import ConceptFileError, parse_concepts
+    from workbench.concepts.limits import MAX_PROMPT_CHARS
+    record = json.loads(concept_line("p"))
+    record["fit"] = {"forget": ["word " * (MAX_PROMPT_CHARS // 5 + 1)]}
+    with pytest.raises(ConceptFileError) as e:
+        parse_concepts(json.dumps(record), "fit.jsonl")
+    assert "fit.jsonl:1: fit.forget[0]" in one_line(e) and f"{MAX_PROMPT_CHARS:,}" in str(e.value)
+
+
+def test_fit_edit_checks_prompt_lengths_and_refuses_non_finite_deltas(monkeypatch):
+    from workbench.concepts import parse_concepts
+    from workbench.concepts.limits import PromptTooLongError
+    from workbench.edits import fit_edit, registry
+    from workbench.errors import NonFiniteError
+    model = hooked(ctx=64)
+    monkeypatch.setattr(registry, "_fit_views", lambda m, c: pytest.fail("fit data derived before the check"))
+    record = json.loads(concept_line("short"))
+    record["fit"] = {"forget": ["a long fit text " * 40]}          # within the file ceiling, not the context
+    long, = parse_concepts(json.dumps(record))
+    with pytest.raises(PromptTooLongError) as e:
+        fit_edit("rocr", model, long)
+    assert "fit.forget[0]" in one_line(e)
+
+    def nan_fit(m, concept, report, cfg):
+        edit = low_rank_edit()
+        edit.deltas[0].A[0, 0] = float("nan")
+        return edit
+    monkeypatch.setitem(registry._REGISTRY, "nan-fit", registry.Method("nan-fit", registry.EditConfig, nan_fit))
+    monkeypatch.setattr(registry, "_fit_views", lambda m, c: (c, {}))
+    ok, = parse_concepts(concept_line("short"))
+    with pytest.raises(NonFiniteError) as e:
+        fit_edit("nan-fit", model, ok)
+    assert "NaN or infinite" in one_line(e)
+
+
+def test_export_of_an_in_memory_non_finite_edit_refused(tmp_path):
+    edit = low_rank_edit()
+    edit.deltas[1].delta.fill_(3e38)
+    edit.deltas.append(edit.deltas[1])                         # finite deltas, W + 2 * 3e38 overflows
+    with pytest.raises(PatchError) as e:
+        export_hf(edit, tiny_llama(0), tmp_path / "hf")
+    assert "non-finite" in one_line(e) and list(tmp_path.iterdir()) == []
+
+
+def test_sae_outputs_and_non_finite_saes_refused(tmp_path, capsys, no_model_load):
+    from tests.test_sae import random_topk
+    from workbench.sae.store import SAEStoreError, load_sae, save_sae
+    from workbench.sae.train import SAETrainConfig
+    from workbench.errors import HyperParameterError
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    before = snapshot(tmp_path)
+    with pytest.raises(WorkbenchError) as e:                   # replacing it would delete keep.txt
+        save_sae(random_topk(32, 64, 8), tmp_path / "mine", "rand", SITE, "tiny-llama")
+    assert "refusing to replace" in one_line(e)
+    for argv, needle in ((["--out", tmp_path / "mine"], "refusing to replace"),
+                         (["--out", tmp_path / "new", "--lr", "nan"], "finite")):
+        rc, _, err = cli(["sae", "train", "smollm2-135m", *argv], capsys)
+        assert_cli_refused(rc, err, needle)
+    assert snapshot(tmp_path) == before
+    with pytest.raises(HyperParameterError):
+        SAETrainConfig(epochs=float("inf"))
+    bad = random_topk(32, 64, 8)
+    bad.W_dec.data[0, 0] = float("nan")
+    with pytest.raises(SAEStoreError) as e:
+        save_sae(bad, tmp_path / "nan", "nan", SITE, "tiny-llama")
+    assert "NaN" in one_line(e) and not (tmp_path / "nan").exists()
+    bad.save_model(str(tmp_path / "nan"))                        # written behind the workbench's back
+    with pytest.raises(SAEStoreError) as e:
+        load_sae(tmp_path / "nan")
+    assert "NaN" in one_line(e)
+    save_sae(random_topk(32, 64, 8), tmp_path / "deep", "deep", SITE, "tiny-llama")
+    (tmp_path / "deep" / "workbench_sae.json").write_text("[" * 100_000)
+    with pytest.raises(SAEStoreError) as e:
+        load_sae(tmp_path / "deep")
+    one_line(e)
+
+
+@pytest.mark.parametrize("argv", [
+    ["diffusion", "edit", "uce", "tiny-sd", "--erase", "Van Gogh", "--out", "{tmp}/notes.txt"],
+    ["diffusion", "export", "tiny-sd", "--patch", "{tmp}/p", "--out", "{tmp}/mine"],
+    ["diffusion", "make-tiny", "--out", "{tmp}/mine"],
+    ["diffusion", "info", "tiny-sd", "--device", "bogus"],
+])
+def test_diffusion_cli_checks_outputs_and_device_before_loading(tmp_path, capsys, monkeypatch, argv):
+    import workbench.diffusion.models as dm
+    monkeypatch.setattr(dm, "load_pipeline", lambda *a, **k: pytest.fail("the pipeline was loaded first"))
+    monkeypatch.setattr(dm, "tiny_pipeline_folder", lambda *a, **k: pytest.fail("the pipeline was built first"))
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    before = snapshot(tmp_path)
+    rc, _, err = cli([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert_cli_refused(rc, err, "not a device" if "bogus" in argv else "refusing to replace")
+    assert snapshot(tmp_path) == before
+
+
+def test_dashboard_bench_upload_is_strict_json():
+    from workbench.app.verify import read_bench
+    for raw in (b"[" * 100_000, b'{"model": NaN}', b'{"a": 1, "a": 2}', b"\xff"):
+        with pytest.raises(WorkbenchError) as e:
+            read_bench(raw, "bench.json")
+        assert "bench.json" in one_line(e)
 
 
 # ------------------------------------------------------------------ property-based: the manifest parser

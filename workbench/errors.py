@@ -37,6 +37,10 @@ class DeviceError(UsageError):
     """A device or dtype that does not exist or is not available on this machine."""
 
 
+class NonFiniteError(WorkbenchError, ValueError):
+    """A number or tensor that is NaN or infinite where only finite values make sense (a fitted edit)."""
+
+
 class LimitError(WorkbenchError, ValueError):
     """Input beyond a resource limit (file size, nesting depth, prompt length, zip member size)."""
 
@@ -97,3 +101,5 @@ def read_json_file(path: str | Path, missing: str):
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid JSON (nested too deeply)") from None

@@ -126,6 +126,31 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
+def check_output_folder(out: str | Path, markers: tuple[str, ...], what: str, source: str | Path | None = None) -> Path:
+    """Refuse an output folder that may not be written (call it before loading or fitting anything).
+
+    `out` may be new, an empty folder or an earlier output holding one of the `markers` files
+    (`what` names that kind of output in the message); never a file, a symlink, another non-empty
+    folder or the `source` folder being read. Replacing a folder deletes what it held, so
+    anything else is a UsageError (one line).
+    """
+    from workbench.errors import UsageError
+    out = Path(out)
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: {out.parent} is not a directory")
+    if out.is_symlink():
+        raise UsageError(f"refusing to replace {out}: it is a symlink")
+    if not out.exists():
+        return out
+    if source is not None and Path(source).exists() and out.resolve() == Path(source).resolve():
+        raise UsageError(f"refusing to write {out}: it is the folder being read")
+    if not out.is_dir():
+        raise UsageError(f"refusing to replace {out}: it is a file, not {what}")
+    if any(out.iterdir()) and not any((out / m).is_file() for m in markers):
+        raise UsageError(f"refusing to replace {out}: it is a non-empty folder that is not {what}")
+    return out
+
+
 @contextmanager
 def atomic_path(target: str | Path, is_dir: bool = False):
     """Yield a temporary sibling path; on success move it onto `target` (write, then rename).

@@ -7,7 +7,6 @@ Like the rest of `workbench.app` but `ui`, nothing here imports Streamlit.
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 import zipfile
 from pathlib import Path
@@ -96,13 +95,12 @@ def verify_figures(result: dict) -> dict[str, Any]:
 
 def read_bench(data: bytes | str, source: str = "benchmark JSON") -> dict:
     """A benchmark document (docs/report.md) from bytes/text; ValueError naming what is wrong."""
+    from workbench.errors import UsageError
+    from workbench.patches.format import strict_json
     from workbench.verify.battery import validate_report
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{source}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    doc = strict_json(data, source, error=UsageError)     # UTF-8, bounded depth, no NaN / duplicate keys
     if not isinstance(doc, dict):
-        raise ValueError(f"{source}: must be a JSON object with model, workbench_version, results")
+        raise UsageError(f"{source}: must be a JSON object with model, workbench_version, results")
     try:
         validate_report(doc)
     except ValueError as exc:

@@ -51,12 +51,12 @@ def load_model_from_args(args, kind: str = "lm"):
     the weights load."""
     from workbench.paths import resolve_device, resolve_dtype
     device, dtype = getattr(args, "device", None), getattr(args, "dtype", None)
+    resolve_device(device)                          # a bad --device / --dtype: one line, nothing loaded
+    resolve_dtype(dtype)
     if kind == "diffusion":
         from workbench.diffusion.models import load_pipeline
         return load_pipeline(args.model, device=device, dtype=resolve_dtype(dtype))
     from workbench.models import load_model
-    resolve_device(device)
-    resolve_dtype(dtype)
     return load_model(args.model, backend=getattr(args, "backend", "hf") or "hf", dtype=dtype, device=device)
 
 

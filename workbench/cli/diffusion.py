@@ -86,9 +86,11 @@ def cmd_info(args) -> int:
 def cmd_edit(args) -> int:
     from workbench.diffusion.uce import UCEConfig, uce_edit
     from workbench.edits.base import Timer
-    model = load_model_from_args(args, kind="diffusion")
+    from workbench.patches.format import check_patch_target
     spec = _spec(args)
     hyper = parse_set(args.set)
+    check_patch_target(args.out)                      # before the pipeline loads and the edit is fitted
+    model = load_model_from_args(args, kind="diffusion")
     if args.method == "sae-clamp":
         from workbench.diffusion.sae import fit_sae_clamp
         from workbench.diffusion.verify import verify_sae_clamp
@@ -177,10 +179,13 @@ def cmd_generate(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from workbench.patches import load_patch
     from workbench.patches.apply import apply_patch
-    from workbench.paths import atomic_path
+    from workbench.paths import atomic_path, check_output_folder
+    check_output_folder(args.out, ("model_index.json",), "a diffusers folder", source=args.model)
+    patch = load_patch(args.patch)                    # both before the pipeline loads
     model = load_model_from_args(args, kind="diffusion")
-    apply_patch(args.patch, model)
+    apply_patch(patch, model)
     with atomic_path(args.out, is_dir=True) as tmp:
         model.pipe.save_pretrained(str(tmp), safe_serialization=True)
     print(f"wrote {args.out} (diffusers folder with the edit applied)")
@@ -191,7 +196,8 @@ def cmd_make_tiny(args) -> int:
     import shutil
 
     from workbench.diffusion.models import tiny_pipeline_folder
-    from workbench.paths import atomic_path
+    from workbench.paths import atomic_path, check_output_folder
+    check_output_folder(args.out, ("model_index.json",), "a diffusers folder")
     src = tiny_pipeline_folder(args.seed, kind=args.kind)
     with atomic_path(args.out, is_dir=True) as tmp:
         shutil.rmtree(tmp)

@@ -1,7 +1,6 @@
 """`workbench patch inspect|apply|revert|export` (one patch or a stack) and `workbench demo`."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -63,6 +62,9 @@ def _patch_stack(args, stack: list[str]) -> int:
     """`patch apply P1 P2 ...` (in order, each on top of the previous) / `patch revert P1 P2 ...`."""
     from workbench import patches
     from workbench.patches import stack as st
+    from workbench.patches.export import check_export_target
+    from workbench.paths import write_json
+    check_export_target(args.out, "hf", source=args.model)    # before anything is loaded
     loaded = [patches.load_patch(p) for p in stack]
     if args.action == "apply":
         st.check_order(loaded)                                 # a wrong order fails before the model loads
@@ -70,18 +72,18 @@ def _patch_stack(args, stack: list[str]) -> int:
         edits = st.apply_stack(loaded, model)
         try:
             out = patches.export_hf(edits[-1], model, args.out)
-            (Path(out) / "workbench_stack.json").write_text(json.dumps(
-                [{"patch": p, "id": st.patch_id(x)} for p, x in zip(stack, loaded)], indent=2) + "\n")
+            write_json(Path(out) / "workbench_stack.json",
+                       [{"patch": p, "id": st.patch_id(x)} for p, x in zip(stack, loaded)])
         finally:
             st.revert_stack(edits, model)
         print(f"applied {' + '.join(stack)} -> {out}")
         return 0
     if args.action == "revert":
-        out, exact = st.revert_stack_folder(loaded, args.model, args.out)
+        out, exact = st.revert_stack_folder(loaded, args.model, args.out, unverified=args.unverified)
         print(f"reverted {' + '.join(reversed(stack))} -> {out} "
               f"({'bit-exact: fingerprints match the base' if exact else 'fingerprints differ from the base (rounding)'})")
         return 0
-    raise ValueError(f"patch {args.action} takes one patch, got {len(stack)}")
+    raise UsageError(f"patch {args.action} takes one patch, got {len(stack)}")
 
 
 def cmd_demo(args) -> int:

@@ -18,15 +18,26 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 
 def cmd_sae_train(args) -> int:
+    from pathlib import Path
+
     from workbench.sae import train
+    from workbench.sae.store import check_sae_target
     widths = _ints(args.width, "--width") or [2048]
+    one = len(args.hook or [None]) == 1 and len(widths) == 1
+    out = Path(args.out)
+    cfg = train.SAETrainConfig(width=widths[0], k=args.k, tokens=args.tokens, epochs=args.epochs, lr=args.lr,
+                               batch_size=args.batch_size, seed=args.seed, source=args.source)
+    if one:                                          # before the model loads: --out is the SAE folder
+        check_sae_target(out)
+    elif out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UsageError(f"--out {out}: must be a folder (it holds one SAE folder per hook and width)")
     model = load_model_from_args(args)
     hooks = args.hook or [train.default_site(model)]
     for h in hooks:
         if model.site(h).is_weight:
             raise UsageError(f"--hook {h!r} is a weight, not an activation site")
-    cfg = train.SAETrainConfig(width=widths[0], k=args.k, tokens=args.tokens, epochs=args.epochs, lr=args.lr,
-                               batch_size=args.batch_size, seed=args.seed, source=args.source)
+        for w in ([] if one else widths):
+            check_sae_target(out / f"{h}-w{w}")
     if args.runner == "sae-lens":
         if len(hooks) != 1 or len(widths) != 1:
             raise UsageError("--runner sae-lens trains one SAE: give one --hook and one --width")

@@ -7,8 +7,8 @@ is skipped except blank lines. Writing is atomic (write a sibling, then rename).
 Lines are split on "\n" only (a JSON string may hold U+2028, U+2029 or U+0085 verbatim; a
 trailing "\r" is tolerated), a leading UTF-8 BOM is ignored, and hostile input is bounded: at
 most `MAX_FILE_BYTES` per file, `MAX_LINE_CHARS` per line, `MAX_JSON_DEPTH` levels of nesting,
-`MAX_PROMPT_CHARS` per prompt and `MAX_ANSWER_CHARS` per answer, no NaN / Infinity, no
-duplicate keys and no lone surrogates (which no tokenizer can encode).
+`MAX_PROMPT_CHARS` per prompt (and per plain fit text) and `MAX_ANSWER_CHARS` per answer, no
+NaN / Infinity, no duplicate keys and no lone surrogates (which no tokenizer can encode).
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def _check_record(record) -> None:
             if any(0xD800 <= ord(ch) <= 0xDFFF for ch in o):
                 raise _LineError("holds a lone surrogate (\\ud800-\\udfff), which is not encodable text", where or None)
             leaf = where.rsplit(".", 1)[-1]
-            if leaf == "prompt" and len(o) > MAX_PROMPT_CHARS:
+            fit_text = where.startswith(("fit.forget[", "fit.retain[")) and "." not in where[4:]   # a plain text
+            if (leaf == "prompt" or fit_text) and len(o) > MAX_PROMPT_CHARS:
                 raise _LineError(f"{len(o):,} characters, more than the limit of {MAX_PROMPT_CHARS:,}", where)
             if ".answers[" in where and len(o) > MAX_ANSWER_CHARS:
                 raise _LineError(f"{len(o):,} characters, more than the limit of {MAX_ANSWER_CHARS:,}", where)

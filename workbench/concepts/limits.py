@@ -1,8 +1,9 @@
 """Prompt length limits: the one check of prompts against a model's context window.
 
 `check_prompt_lengths(model, concepts)` is called wherever probes meet a model: scoring
-(`workbench.verify.probes.score_probes`), the CLI (after loading the model, before any work) and
-the dashboard (concept files and form edits). A probe is too long when its rendered prompt plus
+(`workbench.verify.probes.score_probes`), fitting (`workbench.edits.fit_edit`, the concept's fit
+block included), the CLI (after loading the model, before any work) and the dashboard (concept
+files and form edits). A probe is too long when its rendered prompt plus
 its longest answer plus `GENERATION_MARGIN` generated tokens do not fit the model's context
 (`config.max_position_embeddings`, or the tokenizer's `model_max_length`, whichever is set;
 the smaller when both are). Independently of any model, concept files are refused at parse time

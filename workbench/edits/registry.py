@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from workbench.edits.base import Edit, Timer
-from workbench.errors import HyperParameterError, check_known_fields
+from workbench.errors import HyperParameterError, NonFiniteError, check_known_fields
 
 
 def _literal_choices(hint) -> tuple | None:
@@ -222,6 +222,15 @@ def _fit_views(model, concept):
     return view, view.extra["fit_provenance"]
 
 
+def check_finite_edit(edit: Edit, name: str) -> None:
+    """Refuse a fitted edit whose delta tensors hold NaN or infinite values (NonFiniteError, one line)."""
+    for d in edit.deltas:
+        for fld, t in d.tensors().items():
+            if t.is_floating_point() and t.numel() and not bool(t.isfinite().all()):
+                raise NonFiniteError(f"edit method {name!r}: the fitted delta of {d.name} ({fld}) holds NaN or "
+                                     "infinite values; refused (try other hyper-parameters)")
+
+
 def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
     """Fit method `name` on `concept` (or a list of concepts, for methods registered with batch=True:
     one edit for all); records hyper-parameters, seed and wall time in the Edit.
@@ -243,12 +252,16 @@ def fit_edit(name: str, model, concept, report=None, **hyper) -> Edit:
         raise HyperParameterError(f"edit method {name!r} applies to {method.kind} models; {model.model_id} is "
                                   f"a {'language model' if model_kind(model) == 'lm' else 'diffusion pipeline'} "
                                   f"(methods for it: {', '.join(methods(model_kind(model)))})")
+    if method.kind == "lm":                               # one line before any allocation (workbench.concepts.limits)
+        from workbench.concepts.limits import check_prompt_lengths
+        check_prompt_lengths(model, list(concept) if isinstance(concept, (list, tuple)) else concept)
     with Timer() as t:
         view, fit_prov = _fit_views(model, concept)
         report_note = None
         if report is not None and not (getattr(report, "meta", None) or {}).get("fit_view"):
             report, report_note = None, "ignored: located on evaluation probes (the method used fit data instead)"
         edit = method.fit(model, view, report, config)
+    check_finite_edit(edit, name)
     edit.edit_seconds = t.seconds
     edit.hyper = {**config.to_dict(), **edit.hyper}
     edit.seed = config.seed

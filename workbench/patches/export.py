@@ -102,6 +102,10 @@ def _save_patched(patch: Patch | None, edit: Edit, model, tmp: Path) -> None:
     else:
         fresh = replace(edit, deltas=list(edit.deltas), _originals=None)
     with fresh.applied(model):
+        for n in dict.fromkeys(fresh.names):            # an in-memory Edit is not checked like a loaded patch
+            t = module.get_parameter(n)
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise PatchError(f"edit {edit.method!r} makes tensor {n} non-finite (NaN or overflow); nothing written")
         module.save_pretrained(tmp)
 
 

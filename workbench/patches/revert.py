@@ -17,19 +17,16 @@ from pathlib import Path
 import torch
 
 
-def check_patched(patch, model, folder) -> None:
-    """Raise PatchError unless every touched tensor of `model` matches `patched_fingerprints`."""
+def check_fingerprints(expected: dict, base_tensors: dict, model, folder) -> None:
+    """Raise PatchError unless every tensor named in `expected` ({name: fingerprint}) of `model` has
+    that fingerprint (and the shape / dtype `base_tensors` records for it)."""
     from workbench.patches.format import PatchError, dtype_name, tensor_fingerprint
-    expected = patch.patched_fingerprints or {}
-    for d in patch.edit.deltas:
-        if d.name not in expected:
-            raise PatchError(f"{folder}: the patch records no patched fingerprint for {d.name}")
     for name, fp in expected.items():
         try:
             t = model.get_parameter(name)
         except AttributeError:
             raise PatchError(f"{folder}: the checkpoint has no tensor {name}; it is not the patched model") from None
-        info = (patch.manifest.get("base_tensors") or {}).get(name) or {}
+        info = base_tensors.get(name) or {}
         if info and (list(t.shape) != list(info.get("shape", t.shape)) or dtype_name(t.dtype) != info.get("dtype")):
             raise PatchError(f"{folder}: tensor {name} is {dtype_name(t.dtype)} {list(t.shape)}, the patch is for "
                              f"{info.get('dtype')} {info.get('shape')}; nothing written")
@@ -37,6 +34,16 @@ def check_patched(patch, model, folder) -> None:
             raise PatchError(f"{folder}: tensor {name} does not match the patched fingerprint — this checkpoint "
                              "does not carry this patch (never patched, patched twice, another base, or patched "
                              "on another device with other rounding); nothing written (--unverified to subtract anyway)")
+
+
+def check_patched(patch, model, folder) -> None:
+    """Raise PatchError unless every touched tensor of `model` matches `patched_fingerprints`."""
+    from workbench.patches.format import PatchError
+    expected = patch.patched_fingerprints or {}
+    for d in patch.edit.deltas:
+        if d.name not in expected:
+            raise PatchError(f"{folder}: the patch records no patched fingerprint for {d.name}")
+    check_fingerprints(expected, patch.manifest.get("base_tensors") or {}, model, folder)
 
 
 def revert_folder(patch_path, patched_folder, out_dir, unverified: bool = False) -> tuple[Path, bool]:

@@ -116,35 +116,69 @@ def revert_stack(edits: list[Edit], model) -> None:
             e.revert(model)
 
 
-def revert_stack_folder(patches, patched_folder, out_dir) -> tuple[Path, bool]:
+def stacked_patched_fingerprints(patches: list[Patch]) -> dict[str, str]:
+    """{tensor: fingerprint} of a checkpoint carrying the whole stack: for each tensor, the patched
+    fingerprint recorded by the last patch that touches it (later patches leave it alone)."""
+    out: dict[str, str] = {}
+    for k, p in enumerate(patches):
+        pf = p.patched_fingerprints or {}
+        for d in p.edit.deltas:
+            if d.name not in pf:
+                raise PatchError(f"{_label(p)}: an older patch without patched_fingerprints, so the checkpoint "
+                                 "cannot be checked before subtracting; pass --unverified to subtract anyway")
+            if d.name in out and p.fingerprints.get(d.name) != out[d.name]:
+                raise PatchError(f"{_label(p)} cannot follow {_label(patches[k - 1])}: it was not fitted on the "
+                                 f"state they leave {d.name} in (the same patch twice, or another order)")
+        out.update({d.name: pf[d.name] for d in p.edit.deltas})
+    return out
+
+
+def revert_stack_folder(patches, patched_folder, out_dir, unverified: bool = False) -> tuple[Path, bool]:
     """Undo a stack on a patched checkpoint folder (subtracting deltas, last patch first).
 
-    Returns (out_dir, exact): exact when the result's fingerprints equal the first patch's base
-    fingerprints (on disk the originals are gone, so fp32 rounding can make it inexact).
+    As `revert_folder`: the output folder is checked first, then every touched tensor of the
+    checkpoint against the stack's patched fingerprints (`unverified=True` skips that), so a
+    checkpoint that does not carry the stack is refused, nothing written. Returns (out_dir, exact):
+    exact when the result's fingerprints equal the first patch's base fingerprints (on disk the
+    originals are gone, so fp32 rounding can make it inexact).
     """
     import torch
     from transformers import AutoModelForCausalLM
 
+    from workbench.models.loading import check_weights_folder
+    from workbench.patches.export import check_export_target
+    from workbench.patches.revert import check_fingerprints
     from workbench.paths import atomic_path
+    out = check_export_target(out_dir, "hf", source=patched_folder)
     patches = [as_patch(p) for p in patches]
     check_order(patches, None)
+    for p in patches:
+        if p.edit.hooks:
+            raise PatchError(f"{_label(p)}: hook edits change no weights; there is nothing to revert in a checkpoint")
+        if any(d.kind == "replace_rows" for d in p.edit.deltas):
+            raise PatchError(f"{_label(p)}: replace_rows deltas cannot be reverted from a patched checkpoint")
+    expected = {} if unverified else stacked_patched_fingerprints(patches)
     folder = Path(patched_folder)
     if not (folder / "config.json").exists():
         raise PatchError(f"{folder}: not an HF checkpoint folder (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+    check_weights_folder(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", use_safetensors=True)
+    shapes: dict = {}
+    for p in patches:
+        shapes.update(p.manifest.get("base_tensors") or {})
+    check_fingerprints(expected, shapes, model, folder)
     with torch.no_grad():
         for p in reversed(patches):
-            if any(d.kind == "replace_rows" for d in p.edit.deltas):
-                raise PatchError(f"{_label(p)}: replace_rows deltas cannot be reverted from a patched checkpoint")
-            for d in p.edit.deltas:
+            for d in reversed(p.edit.deltas):
                 w = model.get_parameter(d.name)
                 w.data.copy_((w.float() - d.dense_delta(torch.zeros_like(w))).to(w.dtype))
+                if w.is_floating_point() and not bool(torch.isfinite(w).all()):
+                    raise PatchError(f"{folder}: reverting makes {d.name} non-finite; nothing written")
     base: dict[str, str] = {}
     for p in patches:
         for n, fp in p.fingerprints.items():
             base.setdefault(n, fp)
     exact = all(tensor_fingerprint(model.get_parameter(n)) == fp for n, fp in base.items())
-    out = Path(out_dir)
     with atomic_path(out, is_dir=True) as tmp:
         model.save_pretrained(tmp)
         for f in folder.iterdir():

@@ -68,6 +68,8 @@ def _fingerprint_map(m: dict, key: str, label: str, required: bool) -> dict:
 
 def _validate_hook(h: dict, label: str, where: str) -> None:
     """Type checks for the hook kinds the workbench knows (their loaders check the rest)."""
+    if h.get("error_term") is not None and not isinstance(h["error_term"], bool):
+        raise PatchError(f"{label}: key {where}'error_term' must be true or false, got {type(h['error_term']).__name__}")
     if h["kind"] == "sae_clamp":
         sae = _need(h, "sae", dict, label, where)
         if not isinstance(sae.get("sha256"), str) or not _HEX64.match(sae["sha256"]):

@@ -226,18 +226,33 @@ def save_sae(sae, folder: str | Path, name: str, site: str, model_id: str, metri
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise SAEStoreError(f"cannot write SAE to {folder}: it is a file")
+    check_sae_target(folder)
     with atomic_path(folder, is_dir=True) as tmp:
         if hasattr(sae, "save_inference_model"):
             sae.save_inference_model(str(tmp))
         else:
             sae.save_model(str(tmp))
         inf = _load_sae_lens_folder(tmp)
+        check_finite_sae(inf, f"cannot write SAE to {folder}")
         meta = {"name": name, "site": site, "model": model_id, "metrics": metrics or {},
                 "training": training or {}, "sha256": weights_sha256(inf)}
         if model_content is not None:
             meta["model_content_id"] = model_content
         write_json(tmp / WB_META, meta)
     return folder
+
+
+def check_finite_sae(sae, where: str) -> None:
+    """Refuse an SAE whose weights hold NaN or infinite values (SAEStoreError, one line)."""
+    for name, t in sae.state_dict().items():
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            raise SAEStoreError(f"{where}: SAE tensor {name} holds NaN or infinite values")
+
+
+def check_sae_target(folder: str | Path) -> Path:
+    """Refuse an SAE output folder that is a file, a symlink or a non-empty folder that is not an SAE."""
+    from workbench.paths import check_output_folder
+    return check_output_folder(folder, ("cfg.json", WB_META), "an SAE folder")
 
 
 def saes_for(model, root: str | Path | None = None) -> list[Path]:
@@ -283,12 +298,16 @@ def load_sae(spec: str | Path, sae_id: str | None = None, device: str = "cpu") -
         if not path.is_dir():
             raise SAEStoreError(f"{spec}: no such SAE folder (for a pretrained SAE give a release and an sae_id)")
         sae = _load_sae_lens_folder(path, device)
+        check_finite_sae(sae, str(path))
         meta: dict = {}
         if (path / WB_META).is_file():
             try:
                 meta = json.loads((path / WB_META).read_text())
-            except json.JSONDecodeError as exc:
-                raise SAEStoreError(f"{path / WB_META}: not valid JSON ({exc})") from exc
+            except (json.JSONDecodeError, RecursionError) as exc:
+                why = exc if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                raise SAEStoreError(f"{path / WB_META}: not valid JSON ({why})") from None
+            if not isinstance(meta, dict):
+                raise SAEStoreError(f"{path / WB_META}: must be a JSON object")
         site = meta.get("site") or getattr(sae.cfg.metadata, "hook_name", None)
         if not site:
             raise SAEStoreError(f"{path}: the SAE names no hook site (cfg.json metadata.hook_name)")

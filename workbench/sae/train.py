@@ -18,6 +18,7 @@ L0 = mean active features per token, dead fraction = share of features that neve
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,13 @@ class SAETrainConfig:
     heldout_tokens: int = 16_384
     aux_loss_coefficient: float = 1.0
     seed: int = 0
+
+    def __post_init__(self):
+        from workbench.errors import HyperParameterError
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise HyperParameterError(f"SAE training option {f.name}={v!r} is not a finite number")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
