@@ -32,19 +32,8 @@ HYPER = {"ga": {"steps": 1}, "rocr": {"cov_sources": "shakespeare", "cov_tokens"
 
 def tiny_model_folder(root: Path) -> Path:
     """A tiny random Llama (2 layers, d=32) with the embedded model's tokenizer, as an HF folder."""
-    import torch
-    import transformers as T
-    from workbench.models.loading import resolve_model_source
-    _, source = resolve_model_source("smollm2-135m")
-    folder = root / "tiny-llama"
-    torch.manual_seed(0)
-    cfg = T.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                        max_position_embeddings=512, bos_token_id=1, eos_token_id=2)
-    T.LlamaForCausalLM(cfg).eval().save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(Path(source) / name, folder / name)
-    return folder
+    from workbench.models.loading import save_tiny_llama
+    return save_tiny_llama(root / "tiny-llama")
 
 
 def held(doc: dict) -> tuple[list, list]:

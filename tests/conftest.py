@@ -39,6 +39,17 @@ def _hermetic_home() -> tuple[Path, Path] | None:
 HERMETIC = _hermetic_home()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`): tiny
+    matrices gain nothing from threads, and on a loaded 2-core box 2 spinning threads cost 10x; a Ray
+    task gets one CPU too (cpus_per_task=1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def smol():
     """The embedded default model, loaded once per test session (never mutated by tests)."""

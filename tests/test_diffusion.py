@@ -15,13 +15,7 @@ from workbench.diffusion.uce import (ErasureSpec, UCEConfig, aligned_rows, uce_e
 SPEC = ErasureSpec(erase=["Van Gogh"], guide="art", preserve=["Claude Monet", "Pablo Picasso", "a dog"])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices gain nothing from threads; on a loaded 2-core box 2 spinning threads cost 10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny matrices gain nothing from threads (conftest)
 
 
 @pytest.fixture(scope="module")

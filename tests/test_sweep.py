@@ -8,10 +8,11 @@ import sys
 
 import pytest
 import torch
-import transformers as T
 
 from workbench.errors import UsageError
 from workbench.verify.bench import run_bench, validate_report
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # as each Ray task gets (cpus_per_task=1); conftest
 
 CONCEPTS = ["Eiffel Tower", "Japan"]
 METHODS = ["ga", "rocr"]
@@ -22,29 +23,11 @@ UTILITY = 128
 TIMING = ("edit_seconds", "verify_seconds")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread, as each Ray task gets (cpus_per_task=1): a tiny model gains nothing from more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     """A tiny random Llama saved as an HF folder (with the embedded model's tokenizer), so Ray tasks can load it."""
-    from workbench.models.loading import resolve_model_source
-    _, source = resolve_model_source("smollm2-135m")
-    folder = tmp_path_factory.mktemp("sweep") / "tiny-llama"
-    torch.manual_seed(0)
-    cfg = T.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                        max_position_embeddings=512, bos_token_id=1, eos_token_id=2)
-    T.LlamaForCausalLM(cfg).eval().save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(source / name, folder / name)
-    return folder
+    from workbench.models.loading import save_tiny_llama
+    return save_tiny_llama(tmp_path_factory.mktemp("sweep") / "tiny-llama")
 
 
 @pytest.fixture(scope="module")

@@ -157,6 +157,22 @@ def resolve_model_source(name_or_path: str) -> tuple[str, Path | str]:
     return name_or_path, name_or_path
 
 
+def save_tiny_llama(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny random Llama (2 layers, d=32, GQA 4/2 heads) with the embedded model's tokenizer, saved
+    as an HF folder: a real checkpoint other processes (Ray tasks, CLI runs) can load in a second."""
+    import transformers as T
+    _, source = resolve_model_source("smollm2-135m")
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    cfg = T.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                        max_position_embeddings=512, bos_token_id=1, eos_token_id=2)
+    T.LlamaForCausalLM(cfg).eval().save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(Path(source) / name, folder / name)
+    return folder
+
+
 def _check_device_map(device_map):
     if device_map is None or isinstance(device_map, dict):
         return device_map
